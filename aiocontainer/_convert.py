@@ -1,0 +1,215 @@
+"""The one private cattrs converter: camelCase <-> snake_case, strict scalars, extras kept.
+
+Rule 1: no coercion. ``"3"`` is not an int, ``"false"`` is not a bool, ``None`` is not ``"None"``,
+        ``8.9`` is not ``8``. A wrong type raises ``ResponseError`` naming the camelCase path.
+Rule 2: lossless. Unknown keys go to ``extra``; keys the server left out are remembered in
+        ``_absent`` and left out again by ``unstructure``.
+Rule 3: the global cattrs converter is never touched.
+
+This module imports neither aiohttp nor asyncio.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, IterableValidationError, IterableValidationNote
+from cattrs.gen import make_dict_structure_fn, override
+
+from aiocontainer.errors import ResponseError
+from aiocontainer.models import InstanceDetail, MountInfo, PortInfo
+
+__all__ = ["TIME_FORMAT", "structure", "unstructure"]
+
+T = TypeVar("T")
+
+#: The only timestamp shape the platform is known to send.
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+
+_MODELS: tuple[type[Any], ...] = (InstanceDetail, PortInfo, MountInfo)
+
+
+def to_camel(name: str) -> str:
+    """``ram_size`` -> ``ramSize``."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _strict_str(value: object, _: type) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {_type_name(value)}")
+    return value
+
+
+def _strict_int(value: object, _: type) -> int:
+    if type(value) is not int:  # bool is an int subclass and is refused on purpose
+        raise TypeError(f"expected an integer, got {_type_name(value)}")
+    return value
+
+
+def _strict_bool(value: object, _: type) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"expected a boolean, got {_type_name(value)}")
+    return value
+
+
+def _int_or_str(value: object, _: type) -> int | str | None:
+    # Optional variants share this hook; None is let through here, the plain unions never get it
+    # from a model field because every such field is declared Optional.
+    if value is None or type(value) is int or type(value) is str:
+        return value
+    raise TypeError(f"expected an integer or a string, got {_type_name(value)}")
+
+
+def _timestamp(value: object, _: type) -> _dt.datetime:
+    if type(value) is not str:
+        raise TypeError(f"expected a timestamp string, got {_type_name(value)}")
+    if _TIME_RE.fullmatch(value) is None:
+        raise ValueError(f"expected 'YYYY-MM-DD HH:MM:SS', got {value[:40]!r}")
+    return _dt.datetime.fromisoformat(value)
+
+
+def _is_model_tuple(tp: Any) -> bool:
+    args = get_args(tp)
+    return get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _model_tuple_hook(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, Any], Any]]:
+    def factory(tp: Any) -> Callable[[Any, Any], Any]:
+        item_type = get_args(tp)[0]
+        item_hook = conv.get_structure_hook(item_type)
+
+        def hook(value: Any, _: Any) -> tuple[Any, ...]:
+            if type(value) is not list:
+                raise TypeError(f"expected a list, got {_type_name(value)}")
+            items, errors = [], []
+            for index, item in enumerate(value):
+                try:
+                    items.append(item_hook(item, item_type))
+                except Exception as exc:
+                    note = IterableValidationNote(f"item {index}", index, item_type)
+                    # setattr rather than add_note(): the latter is Python 3.11+.
+                    setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010
+                    errors.append(exc)
+            if errors:
+                raise IterableValidationError("While structuring a list", errors, tp)
+            return tuple(items)
+
+        return hook
+
+    return factory
+
+
+def _with_leftovers(
+    cls: type[T], inner: Callable[[Mapping[str, Any], Any], T], known: frozenset[str]
+) -> Callable[[Any, Any], T]:
+    """Wrap a generated hook so unknown keys land in ``extra`` and absent ones in ``_absent``."""
+
+    def hook(value: Any, tp: Any) -> T:
+        if type(value) is not dict:
+            raise TypeError(f"expected an object, got {_type_name(value)}")
+        obj = inner(value, tp)
+        if len(value) != len(known) or not known.issubset(value):
+            extra = {key: item for key, item in value.items() if key not in known}
+            absent = known - value.keys()
+            # Frozen attrs classes are set through object.__setattr__; the object is ours until
+            # it is returned, so this is still construction, not mutation.
+            if extra:
+                object.__setattr__(obj, "extra", extra)
+            if absent:
+                object.__setattr__(obj, "_absent", frozenset(absent))
+        return obj
+
+    return hook
+
+
+def _api_fields(cls: type[Any]) -> list[attrs.Attribute[Any]]:
+    return [f for f in attrs.fields(cls) if f.name not in ("extra", "_absent")]
+
+
+def _build_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(bool, _strict_bool)
+    conv.register_structure_hook(_dt.datetime, _timestamp)
+    for union in (int | str | None, str | int | None):
+        conv.register_structure_hook(union, _int_or_str)
+    conv.register_structure_hook_factory(_is_model_tuple, _model_tuple_hook(conv))
+    # Nested models first: the tuple factory looks their hooks up when the parent is generated.
+    for cls in (PortInfo, MountInfo, InstanceDetail):
+        fields = _api_fields(cls)
+        overrides: dict[str, Any] = {f.name: override(rename=to_camel(f.name)) for f in fields}
+        overrides["extra"] = override(omit=True)
+        overrides["_absent"] = override(omit=True)
+        inner = make_dict_structure_fn(cls, conv, **overrides)
+        known = frozenset(to_camel(f.name) for f in fields)
+        conv.register_structure_hook(cls, _with_leftovers(cls, inner, known))
+    return conv
+
+
+_CONVERTER = _build_converter()
+_CAMEL_NAMES: dict[type[Any], tuple[tuple[str, str], ...]] = {
+    cls: tuple((f.name, to_camel(f.name)) for f in _api_fields(cls)) for cls in _MODELS
+}
+
+
+def _error_lines(exc: BaseException, path: str) -> list[str]:
+    """Flatten a cattrs error tree into ``"$.mountInfoList[0].type: expected ..."`` lines."""
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        lines: list[str] = []
+        for sub in exc.exceptions:
+            sub_path = path
+            for note in getattr(sub, "__notes__", []):
+                if isinstance(note, IterableValidationNote):
+                    sub_path = f"{path}[{note.index}]"
+                elif hasattr(note, "name"):
+                    sub_path = f"{path}.{to_camel(note.name)}"
+            lines.extend(_error_lines(sub, sub_path))
+        return lines
+    if isinstance(exc, KeyError):
+        return [f"{path}: required field missing"]
+    return [f"{path}: {exc}"]
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Build ``cls`` from a camelCase dict or raise ``ResponseError`` naming each bad path."""
+    try:
+        return _CONVERTER.structure(data, cls)
+    except (ClassValidationError, IterableValidationError, TypeError, ValueError) as exc:
+        lines = _error_lines(exc, "$")
+        raise ResponseError(
+            f"{cls.__name__} does not match the API: "
+            + "; ".join(lines[:5])
+            + (f" (+{len(lines) - 5} more)" if len(lines) > 5 else "")
+        ) from exc
+
+
+def _api_value(value: Any) -> Any:
+    if isinstance(value, _dt.datetime):
+        return value.strftime(TIME_FORMAT)
+    if isinstance(value, tuple):
+        return [unstructure(item) for item in value]
+    return value
+
+
+def unstructure(obj: Any) -> dict[str, Any]:
+    """Return the camelCase dict for a model: known fields in API order, then extras."""
+    absent: frozenset[str] = obj._absent
+    out = {
+        camel: _api_value(getattr(obj, name))
+        for name, camel in _CAMEL_NAMES[type(obj)]
+        if camel not in absent
+    }
+    out.update(obj.extra)
+    return out

@@ -1,0 +1,245 @@
+"""The platform's protocol without I/O: ids, URLs, envelopes, retry decisions, token hints.
+
+Rule 1: an id is checked before anything is sent. Only ``[A-Za-z0-9_-]{1,128}`` reaches a URL, so no
+        id can change the path (``..``, ``/``, ``?``, ``#``, ``%``) or the request line (CR/LF).
+Rule 2: ``parse_detail_response(status, headers, body)`` returns the envelope's ``data`` dict or
+        raises exactly one ``AiocontainerError``; it never returns half a result.
+Rule 3: whether to retry is decided here, from the error alone.
+
+This module imports neither aiohttp nor asyncio.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiocontainer.errors import (
+    AiocontainerError,
+    ApiError,
+    HTTPStatusError,
+    InvalidInstanceIdError,
+    ResponseError,
+    TransportError,
+    api_error_class,
+)
+
+try:  # orjson is optional (the ``speedups`` extra); it is several times faster on these bodies.
+    import orjson
+
+    _loads: Any = orjson.loads
+    JSON_DECODE_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
+except ImportError:  # pragma: no cover - exercised where orjson is absent
+    _loads = json.loads
+    JSON_DECODE_ERRORS = (ValueError,)
+
+__all__ = [
+    "DETAIL_PATH",
+    "MAX_BODY_BYTES",
+    "RETRYABLE_CODES",
+    "detail_path",
+    "detail_url",
+    "is_retryable",
+    "loads",
+    "normalize_base_url",
+    "parse_detail_response",
+    "parse_envelope",
+    "redact",
+    "retry_after_seconds",
+    "token_expiry",
+    "validate_instance_id",
+]
+
+DETAIL_PATH: Final = "/ai/openapi/v2/instance-service/{id}/detail"
+#: Responses larger than this are refused without being read whole.
+MAX_BODY_BYTES: Final = 10 * 1024 * 1024
+#: Envelope codes worth another attempt: 10001 internal error, 10012 connection interrupted.
+RETRYABLE_CODES: Final = frozenset({"10001", "10012"})
+_SNIPPET_CHARS: Final = 120
+_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def loads(body: bytes | str) -> Any:
+    """Decode JSON with orjson when installed, else the standard library."""
+    return _loads(body)
+
+
+def validate_instance_id(instance_id: object) -> str:
+    """Return ``instance_id`` if it may be sent, else raise ``InvalidInstanceIdError``."""
+    if not isinstance(instance_id, str):
+        raise InvalidInstanceIdError(
+            f"instance id must be a string, got {type(instance_id).__name__}"
+        )
+    # fullmatch on a str pattern without re.ASCII would let non-ASCII letters through \w, so the
+    # class is spelled out; "$" is avoided because it matches before a trailing newline.
+    if _ID_RE.fullmatch(instance_id) is None:
+        shown = instance_id if len(instance_id) <= 40 else instance_id[:40] + "..."
+        raise InvalidInstanceIdError(
+            f"invalid instance id {shown!r}: expected 1-128 characters from [A-Za-z0-9_-]",
+            instance_id=instance_id,
+        )
+    return instance_id
+
+
+def normalize_base_url(base_url: str) -> str:
+    """Strip trailing slashes and check the scheme; the API paths are appended to the result."""
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ValueError("base_url must start with http:// or https://")
+    stripped = base_url.rstrip("/")
+    if "?" in stripped or "#" in stripped:
+        raise ValueError("base_url must not carry a query or a fragment")
+    return stripped
+
+
+def detail_path(instance_id: str) -> str:
+    """The request path of the detail endpoint for a validated id."""
+    return DETAIL_PATH.format(id=validate_instance_id(instance_id))
+
+
+def detail_url(base_url: str, instance_id: str) -> str:
+    """The full detail URL under a normalized base URL."""
+    return base_url + detail_path(instance_id)
+
+
+def snippet(body: bytes) -> str:
+    """A short, printable start of a body for error messages."""
+    text = body[: _SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else "")
+
+
+def _is_error_status(status: int) -> bool:
+    return status >= 400
+
+
+def parse_envelope(status: int, body: bytes, *, instance_id: str | None = None) -> Any:
+    """Return ``data`` of a successful envelope; raise the matching error otherwise.
+
+    The Content-Type is not consulted: a JSON body labelled ``text/html`` is still read.
+    """
+    if 300 <= status < 400:
+        raise ResponseError("redirect not followed", http_status=status, instance_id=instance_id)
+    try:
+        envelope = loads(body) if body else None
+    except JSON_DECODE_ERRORS:
+        envelope = None
+    if not isinstance(envelope, dict) or "code" not in envelope:
+        if _is_error_status(status):
+            raise HTTPStatusError(status, snippet=snippet(body), instance_id=instance_id)
+        what = "empty body" if not body else "body is not a JSON envelope"
+        raise ResponseError(
+            what, http_status=status, snippet=snippet(body), instance_id=instance_id
+        )
+    code = envelope["code"]
+    if type(code) is int:
+        code = str(code)
+    if type(code) is not str:
+        raise ResponseError(
+            f"envelope code is {type(code).__name__}, expected a string",
+            http_status=status,
+            snippet=snippet(body),
+            instance_id=instance_id,
+        )
+    msg = envelope.get("msg")
+    msg = msg if isinstance(msg, str) else ""
+    if code != "0":
+        raise api_error_class(code)(code, msg, instance_id=instance_id, http_status=status)
+    if _is_error_status(status):
+        # A success code under an error status is contradictory; trust neither half.
+        raise HTTPStatusError(status, snippet=snippet(body), instance_id=instance_id)
+    return envelope.get("data")
+
+
+def parse_detail_response(
+    status: int, body: bytes, *, instance_id: str | None = None
+) -> dict[str, Any]:
+    """Return the detail ``data`` dict, or raise; ``data`` must be a JSON object."""
+    data = parse_envelope(status, body, instance_id=instance_id)
+    if not isinstance(data, dict):
+        what = "missing" if data is None else f"a {type(data).__name__}"
+        raise ResponseError(
+            f"envelope data is {what}, expected an object",
+            http_status=status,
+            snippet=snippet(body),
+            instance_id=instance_id,
+        )
+    return data
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Decide whether another attempt may succeed where this one failed.
+
+    Retried: transport failures, HTTP 5xx and 429, codes 10001 and 10012. Never retried: any
+    other documented code (10003/10004/10007/10008/10009/10010/10011), a malformed body on HTTP
+    200, unknown codes, and anything that is not an ``AiocontainerError`` (cancellation included).
+    """
+    if not isinstance(exc, AiocontainerError):
+        return False
+    if isinstance(exc, TransportError):
+        return True
+    if getattr(exc, "http_status", None) == 429:
+        return True  # the server asked to slow down, whatever the body says
+    if isinstance(exc, ApiError) and exc.code is not None:
+        return exc.code in RETRYABLE_CODES
+    status = getattr(exc, "http_status", None)
+    return (
+        isinstance(exc, ResponseError) and status is not None and (status == 429 or status >= 500)
+    )
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from a ``Retry-After`` header given in seconds; None if absent or unreadable.
+
+    The HTTP-date form is ignored: the platform is not known to send it, and a clock skew between
+    client and server would turn it into a wrong wait.
+    """
+    if not headers:
+        return None
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0 or seconds == float("inf"):
+        return None
+    return seconds
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``expireTime`` hint of a JWT-shaped token, in epoch seconds; None if there is none.
+
+    The signature is not and cannot be checked: the value only decides when to renew early.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    expire = claims.get("expireTime")
+    if isinstance(expire, bool) or not isinstance(expire, str | int | float):
+        return None
+    try:
+        millis = float(expire)
+    except ValueError:
+        return None
+    if millis != millis or millis <= 0 or millis == float("inf"):
+        return None
+    return millis / 1000.0
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Replace every occurrence of ``secret`` in ``text`` with ``***``."""
+    if not secret:
+        return text
+    return text.replace(secret, "***")

@@ -1,0 +1,273 @@
+"""The one exception tree of aiocontainer.
+
+Everything the library raises on purpose derives from :class:`AiocontainerError`::
+
+    AiocontainerError
+    ├── ClientClosedError                       the client was used after aclose()
+    ├── TokenError                              the token provider failed or returned a non-string
+    ├── InvalidInstanceIdError (also ValueError) bad id, raised before any I/O
+    ├── TransportError                          connect/read failure, timeout, disconnect; retried
+    ├── ResponseError                           not JSON, no envelope, data missing or malformed
+    │   └── HTTPStatusError (also ApiError)     HTTP error status without a readable envelope
+    ├── ApiError(code, msg, instance_id, http_status)   envelope code != "0"
+    │   ├── InternalApiError            10001  internal error (retried)
+    │   ├── MissingParameterError       10003
+    │   ├── InvalidParameterError       10004  also what an unknown instance id returns
+    │   ├── UserFrozenError             10007
+    │   ├── PermissionDeniedError       10008  insufficient permission / expired token
+    │   ├── ApiAccessDeniedError        10009
+    │   ├── FileCheckError              10010
+    │   ├── FileTooLargeError           10011
+    │   ├── ConnectionInterruptedApiError 10012 (retried)
+    │   └── HTTPStatusError             see above; ``code`` is None
+    ├── InstanceGoneError                       the watcher dropped an id the platform forgot
+    └── WaitError(instance_id, last_detail, history)
+        ├── WaitTimeoutError
+        └── WaitFailedError
+
+Rule 1: no message, ``repr`` or attribute of these exceptions ever holds the token.
+Rule 2: foreign exceptions (aiohttp, asyncio, cattrs) are turned into these at one boundary in the
+client, chained with ``from`` unless the foreign exception itself would reveal the token.
+
+This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "AiocontainerError",
+    "ApiAccessDeniedError",
+    "ApiError",
+    "ClientClosedError",
+    "ConnectionInterruptedApiError",
+    "FileCheckError",
+    "FileTooLargeError",
+    "HTTPStatusError",
+    "InstanceGoneError",
+    "InternalApiError",
+    "InvalidInstanceIdError",
+    "InvalidParameterError",
+    "MissingParameterError",
+    "PermissionDeniedError",
+    "ResponseError",
+    "TokenError",
+    "TransportError",
+    "UserFrozenError",
+    "WaitError",
+    "WaitFailedError",
+    "WaitTimeoutError",
+    "api_error_class",
+]
+
+
+class AiocontainerError(Exception):
+    """Base class of every error aiocontainer raises on purpose."""
+
+    #: The instance the failed call was about, where there is one.
+    instance_id: str | None = None
+    #: Seconds the server asked to wait before the next attempt (``Retry-After``), if it did.
+    retry_after: float | None = None
+
+
+class ClientClosedError(AiocontainerError):
+    """The client was used after it was closed."""
+
+
+class TokenError(AiocontainerError):
+    """The token provider raised or returned something that is not a non-empty string."""
+
+
+class InvalidInstanceIdError(AiocontainerError, ValueError):
+    """An instance id that cannot be sent to the platform; raised before any I/O."""
+
+    def __init__(self, message: str, *, instance_id: str | None = None) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+
+
+class TransportError(AiocontainerError):
+    """The request did not complete: connection refused or reset, timeout, disconnect."""
+
+    def __init__(self, message: str, *, instance_id: str | None = None) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+
+
+class ResponseError(AiocontainerError):
+    """The response could not be read: not JSON, no envelope, or ``data`` of the wrong shape."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        snippet: str | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        AiocontainerError.__init__(self, message)
+        self.http_status = http_status
+        self.snippet = snippet
+        self.instance_id = instance_id
+
+    def __str__(self) -> str:
+        text = str(self.args[0]) if self.args else ""
+        if self.http_status is not None:
+            text += f" (HTTP {self.http_status})"
+        if self.snippet:
+            text += f": {self.snippet!r}"
+        return text
+
+
+class ApiError(AiocontainerError):
+    """The platform answered with a non-zero ``code`` (or an HTTP error status)."""
+
+    def __init__(
+        self,
+        code: str | None,
+        msg: str,
+        *,
+        instance_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        # Explicit base call: HTTPStatusError also derives from ResponseError, whose __init__
+        # takes other arguments, so cooperative super() would route there.
+        AiocontainerError.__init__(self, code, msg)
+        self.code = code
+        self.msg = msg
+        self.instance_id = instance_id
+        self.http_status = http_status
+
+    def __str__(self) -> str:
+        parts = [f"code {self.code}" if self.code is not None else "no code"]
+        if self.msg:
+            parts.append(repr(self.msg))
+        if self.instance_id is not None:
+            parts.append(f"instance {self.instance_id}")
+        if self.http_status is not None:
+            parts.append(f"HTTP {self.http_status}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(code={self.code!r}, msg={self.msg!r}, "
+            f"instance_id={self.instance_id!r}, http_status={self.http_status!r})"
+        )
+
+
+class InternalApiError(ApiError):
+    """Code 10001: internal error on the platform (retried)."""
+
+
+class MissingParameterError(ApiError):
+    """Code 10003: parameters missing."""
+
+
+class InvalidParameterError(ApiError):
+    """Code 10004: invalid parameter; assumed to be the answer for an unknown or deleted id."""
+
+
+class UserFrozenError(ApiError):
+    """Code 10007: the user account is frozen."""
+
+
+class PermissionDeniedError(ApiError):
+    """Code 10008: insufficient permission; in practice also an expired token."""
+
+
+class ApiAccessDeniedError(ApiError):
+    """Code 10009: no permission to call this API."""
+
+
+class FileCheckError(ApiError):
+    """Code 10010: file check failed."""
+
+
+class FileTooLargeError(ApiError):
+    """Code 10011: file too large."""
+
+
+class ConnectionInterruptedApiError(ApiError):
+    """Code 10012: connection interrupted on the platform side (retried)."""
+
+
+class HTTPStatusError(ApiError, ResponseError):
+    """An HTTP error status (4xx/5xx) whose body is not a readable envelope; ``code`` is None."""
+
+    def __init__(
+        self,
+        http_status: int,
+        *,
+        snippet: str | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        ApiError.__init__(
+            self, None, f"HTTP {http_status}", instance_id=instance_id, http_status=http_status
+        )
+        self.snippet = snippet
+
+    def __str__(self) -> str:
+        text = f"HTTP {self.http_status} without an API envelope"
+        if self.instance_id is not None:
+            text += f", instance {self.instance_id}"
+        if self.snippet:
+            text += f": {self.snippet!r}"
+        return text
+
+
+_CODE_CLASSES: dict[str, type[ApiError]] = {
+    "10001": InternalApiError,
+    "10003": MissingParameterError,
+    "10004": InvalidParameterError,
+    "10007": UserFrozenError,
+    "10008": PermissionDeniedError,
+    "10009": ApiAccessDeniedError,
+    "10010": FileCheckError,
+    "10011": FileTooLargeError,
+    "10012": ConnectionInterruptedApiError,
+}
+
+
+def api_error_class(code: str) -> type[ApiError]:
+    """Return the ``ApiError`` subclass for a documented code, plain ``ApiError`` otherwise."""
+    return _CODE_CLASSES.get(code, ApiError)
+
+
+class InstanceGoneError(AiocontainerError):
+    """The platform kept answering "invalid parameter" for an id, so the watcher dropped it."""
+
+    def __init__(self, instance_id: str, *, attempts: int) -> None:
+        super().__init__(
+            f"instance {instance_id} is gone: {attempts} lookups in a row answered code 10004"
+        )
+        self.instance_id = instance_id
+        self.attempts = attempts
+
+
+class WaitError(AiocontainerError):
+    """A wait ended without reaching the wanted status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        instance_id: str,
+        last_detail: Any = None,
+        history: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+        #: The last ``InstanceDetail`` seen, or None if no poll ever succeeded.
+        self.last_detail = last_detail
+        #: The statuses seen during the wait, oldest first.
+        self.history: tuple[str, ...] = tuple(history)
+
+
+class WaitTimeoutError(WaitError):
+    """The deadline passed before the instance reached a wanted status."""
+
+
+class WaitFailedError(WaitError):
+    """The instance reached a status listed in ``fail_on``."""
