@@ -105,8 +105,13 @@ def detail_url(base_url: str, instance_id: str) -> str:
     return base_url + detail_path(instance_id)
 
 
-def snippet(body: bytes) -> str:
-    """A short, printable start of a body for error messages."""
+def snippet(body: bytes, secret: str | None = None) -> str:
+    """A short, printable start of a body for error messages, with ``secret`` blanked out.
+
+    The secret is removed from the whole body before it is cut, so no prefix of it survives.
+    """
+    if secret:
+        body = body.replace(secret.encode(), b"***")
     text = body[: _SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
     text = " ".join(text.split())
     return text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else "")
@@ -116,10 +121,13 @@ def _is_error_status(status: int) -> bool:
     return status >= 400
 
 
-def parse_envelope(status: int, body: bytes, *, instance_id: str | None = None) -> Any:
+def parse_envelope(
+    status: int, body: bytes, *, instance_id: str | None = None, secret: str | None = None
+) -> Any:
     """Return ``data`` of a successful envelope; raise the matching error otherwise.
 
     The Content-Type is not consulted: a JSON body labelled ``text/html`` is still read.
+    ``secret`` (the token) is blanked out of any body snippet an error carries.
     """
     if 300 <= status < 400:
         raise ResponseError("redirect not followed", http_status=status, instance_id=instance_id)
@@ -129,10 +137,10 @@ def parse_envelope(status: int, body: bytes, *, instance_id: str | None = None) 
         envelope = None
     if not isinstance(envelope, dict) or "code" not in envelope:
         if _is_error_status(status):
-            raise HTTPStatusError(status, snippet=snippet(body), instance_id=instance_id)
+            raise HTTPStatusError(status, snippet=snippet(body, secret), instance_id=instance_id)
         what = "empty body" if not body else "body is not a JSON envelope"
         raise ResponseError(
-            what, http_status=status, snippet=snippet(body), instance_id=instance_id
+            what, http_status=status, snippet=snippet(body, secret), instance_id=instance_id
         )
     code = envelope["code"]
     if type(code) is int:
@@ -141,7 +149,7 @@ def parse_envelope(status: int, body: bytes, *, instance_id: str | None = None) 
         raise ResponseError(
             f"envelope code is {type(code).__name__}, expected a string",
             http_status=status,
-            snippet=snippet(body),
+            snippet=snippet(body, secret),
             instance_id=instance_id,
         )
     msg = envelope.get("msg")
@@ -150,21 +158,24 @@ def parse_envelope(status: int, body: bytes, *, instance_id: str | None = None) 
         raise api_error_class(code)(code, msg, instance_id=instance_id, http_status=status)
     if _is_error_status(status):
         # A success code under an error status is contradictory; trust neither half.
-        raise HTTPStatusError(status, snippet=snippet(body), instance_id=instance_id)
+        raise HTTPStatusError(status, snippet=snippet(body, secret), instance_id=instance_id)
     return envelope.get("data")
 
 
 def parse_detail_response(
-    status: int, body: bytes, *, instance_id: str | None = None
+    status: int, body: bytes, *, instance_id: str | None = None, secret: str | None = None
 ) -> dict[str, Any]:
-    """Return the detail ``data`` dict, or raise; ``data`` must be a JSON object."""
-    data = parse_envelope(status, body, instance_id=instance_id)
+    """Return the detail ``data`` dict, or raise; ``data`` must be a JSON object.
+
+    ``secret`` (the token) is blanked out of any body snippet an error carries.
+    """
+    data = parse_envelope(status, body, instance_id=instance_id, secret=secret)
     if not isinstance(data, dict):
         what = "missing" if data is None else f"a {type(data).__name__}"
         raise ResponseError(
             f"envelope data is {what}, expected an object",
             http_status=status,
-            snippet=snippet(body),
+            snippet=snippet(body, secret),
             instance_id=instance_id,
         )
     return data

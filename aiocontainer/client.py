@@ -263,11 +263,17 @@ class ContainerClient:
             connector = aiohttp.TCPConnector(
                 limit=self._concurrency, ssl=self._ssl if self._ssl is not None else True
             )
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
                 headers={"User-Agent": f"aiocontainer/{__version__}"},
             )
+            # aiohttp silently resends an idempotent request once when a reused connection drops.
+            # Our own retry policy must be the only one, so that every request sent is counted
+            # against max_attempts and waits its backoff. A borrowed session keeps its behaviour.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
+            self._session = session
         return self._session
 
     # -- single lookups ------------------------------------------------------------------------
@@ -352,11 +358,23 @@ class ContainerClient:
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("GET %s -> %d (%.3fs)", path, status, time.perf_counter() - started)
         try:
-            data = parse_detail_response(status, body, instance_id=instance_id)
+            data = parse_detail_response(status, body, instance_id=instance_id, secret=token)
+            detail = structure(data, InstanceDetail)
         except (ApiError, ResponseError) as exc:
+            exc.instance_id = instance_id
             exc.retry_after = retry_after
+            if isinstance(exc, ResponseError) and exc.http_status is None:
+                exc.http_status = status
             raise
-        return structure(data, InstanceDetail)
+        if detail.id.lower() != instance_id.lower():
+            # Ids are hex and may be typed in either case; any other mismatch would file one
+            # instance's status under another's id.
+            raise ResponseError(
+                f"asked for instance {instance_id}, the answer describes {detail.id[:40]!r}",
+                http_status=status,
+                instance_id=instance_id,
+            )
+        return detail
 
     async def _read_body(self, response: aiohttp.ClientResponse, instance_id: str) -> bytes:
         limit = self._max_body_bytes

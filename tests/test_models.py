@@ -1,0 +1,210 @@
+"""Models and the converter: the seed round trip, strictness, extras, statuses."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+import attrs
+import pytest
+
+from aiocontainer import (
+    InstanceDetail,
+    InstanceStatus,
+    MountInfo,
+    PortInfo,
+    ResponseError,
+    StatusChange,
+)
+
+
+@pytest.fixture
+def data(seed: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(seed["data"])
+
+
+def test_seed_example_round_trips_exactly(data: dict[str, Any]) -> None:
+    original = copy.deepcopy(data)
+    detail = InstanceDetail.from_api(data)
+    assert detail.to_api() == original
+    assert list(detail.to_api()) == list(original)  # same key order as the document
+    assert data == original  # the input is not modified
+
+
+def test_seed_example_fields(data: dict[str, Any]) -> None:
+    d = InstanceDetail.from_api(data)
+    assert d.id == "4c1f43ddb030483e89b55413bee6c004"
+    assert d.status == InstanceStatus.WAITING == "Waiting"
+    assert d.ram_size == 15360 and d.cpu_number == 3 and d.gpu_number == 1
+    assert d.current_index == 2
+    assert d.task_number == 1
+    assert d.resource_spec == "3 核心; 1 加速器; 15.0G 内存"
+    assert d.create_time == dt.datetime(2022, 5, 11, 19, 30, 34)
+    assert d.create_time.tzinfo is None  # the platform gives no zone
+    assert d.start_time is None and d.end_time is None
+    assert d.duration == "--" and d.remaining_time == "--"
+    assert d.tensorboard_id is None and d.header_notebook_ip is None
+    assert d.mount_info_list == () and d.container_port_info_list == ()
+    assert d.use_start_script is False
+    assert d.extra == {}
+    assert not d.is_terminal
+
+
+def test_models_are_frozen_and_hashable(data: dict[str, Any]) -> None:
+    d = InstanceDetail.from_api(data)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        d.status = "Running"  # type: ignore[misc]
+    assert hash(d) == hash(InstanceDetail.from_api(copy.deepcopy(data)))
+    assert d == InstanceDetail.from_api(copy.deepcopy(data))
+
+
+def test_nested_lists_and_timestamps(data: dict[str, Any]) -> None:
+    data.update(
+        status="Running",
+        startTime="2022-05-11 19:31:00",
+        endTime="2022-05-12 01:02:03",
+        duration="5:31:03",
+        mountInfoList=[{"sourcePath": "/public/home/u", "type": "nfs"}],
+        containerPortInfoList=[
+            {"accessUrl": "https://x/notebook", "containerPort": "8888", "protocolType": "http"},
+            {"accessUrl": "ssh://x:22", "containerPort": 22, "protocolType": "tcp"},
+        ],
+    )
+    d = InstanceDetail.from_api(data)
+    assert d.start_time == dt.datetime(2022, 5, 11, 19, 31)
+    assert d.mount_info_list == (MountInfo(source_path="/public/home/u", type="nfs"),)
+    assert d.container_port_info_list[0].access_url == "https://x/notebook"
+    assert d.container_port_info_list[1] == PortInfo(
+        access_url="ssh://x:22", container_port=22, protocol_type="tcp"
+    )
+    assert d.to_api() == data
+
+
+def test_task_number_accepts_string_and_int(data: dict[str, Any]) -> None:
+    data["taskNumber"] = "3"
+    assert InstanceDetail.from_api(data).task_number == "3"
+    data["taskNumber"] = 3
+    assert InstanceDetail.from_api(data).task_number == 3
+
+
+def test_unknown_status_passes_through(data: dict[str, Any]) -> None:
+    data["status"] = "Stopped"
+    d = InstanceDetail.from_api(data)
+    assert d.status == "Stopped"
+    assert not d.is_terminal
+    assert d.to_api()["status"] == "Stopped"
+
+
+def test_unknown_keys_are_kept_and_written_back(data: dict[str, Any]) -> None:
+    data["brandNewField"] = {"nested": [1, 2]}
+    data["containerPortInfoList"] = [{"accessUrl": "u", "portName": "web"}]
+    d = InstanceDetail.from_api(data)
+    assert d.extra == {"brandNewField": {"nested": [1, 2]}}
+    assert d.container_port_info_list[0].extra == {"portName": "web"}
+    assert d.to_api() == data
+
+
+def test_absent_keys_stay_absent(data: dict[str, Any]) -> None:
+    for key in ("headerNotebookIp", "duration", "mountInfoList"):
+        del data[key]
+    d = InstanceDetail.from_api(data)
+    assert d.header_notebook_ip is None and d.mount_info_list == ()
+    assert d.to_api() == data
+
+
+def test_minimal_object_needs_only_id_and_status() -> None:
+    d = InstanceDetail.from_api({"id": "x", "status": "Running"})
+    assert d.to_api() == {"id": "x", "status": "Running"}
+
+
+@pytest.mark.parametrize(
+    ("patch", "path", "reason"),
+    [
+        ({"cpuNumber": "three"}, "$.cpuNumber", "expected an integer, got str"),
+        ({"cpuNumber": 3.0}, "$.cpuNumber", "expected an integer, got float"),
+        ({"ramSize": 8.9}, "$.ramSize", "expected an integer, got float"),
+        ({"gpuNumber": True}, "$.gpuNumber", "expected an integer, got bool"),
+        ({"mountInfoList": "oops"}, "$.mountInfoList", "expected a list, got str"),
+        ({"mountInfoList": {"a": 1}}, "$.mountInfoList", "expected a list, got dict"),
+        ({"useStartScript": "false"}, "$.useStartScript", "expected a boolean, got str"),
+        ({"useStartScript": 0}, "$.useStartScript", "expected a boolean, got int"),
+        ({"status": 123}, "$.status", "expected a string, got int"),
+        ({"status": None}, "$.status", "expected a string, got null"),
+        ({"id": None}, "$.id", "expected a string, got null"),
+        ({"userName": 5}, "$.userName", "expected a string, got int"),
+        ({"taskNumber": 1.5}, "$.taskNumber", "expected an integer or a string"),
+        ({"createTime": "2022-05-11T19:30:34"}, "$.createTime", "YYYY-MM-DD HH:MM:SS"),
+        ({"createTime": "2022-13-11 19:30:34"}, "$.createTime", "month must be"),
+        ({"createTime": 1652268634}, "$.createTime", "timestamp string, got int"),
+        (
+            {"containerPortInfoList": [{"accessUrl": 1}]},
+            "$.containerPortInfoList[0].accessUrl",
+            "expected a string, got int",
+        ),
+        (
+            {"mountInfoList": [{"sourcePath": "/a"}, "x"]},
+            "$.mountInfoList[1]",
+            "expected an object, got str",
+        ),
+    ],
+)
+def test_wrong_types_raise_response_error_naming_the_path(
+    data: dict[str, Any], patch: dict[str, Any], path: str, reason: str
+) -> None:
+    data.update(patch)
+    with pytest.raises(ResponseError) as caught:
+        InstanceDetail.from_api(data)
+    message = str(caught.value)
+    assert f"{path}:" in message
+    assert reason in message
+
+
+@pytest.mark.parametrize("missing", ["id", "status"])
+def test_required_fields(data: dict[str, Any], missing: str) -> None:
+    del data[missing]
+    with pytest.raises(ResponseError, match=rf"\$\.{missing}: required field missing"):
+        InstanceDetail.from_api(data)
+
+
+@pytest.mark.parametrize("value", [None, [], "x", 1])
+def test_data_must_be_an_object(value: Any) -> None:
+    with pytest.raises(ResponseError, match="expected an object"):
+        InstanceDetail.from_api(value)
+
+
+def test_several_errors_are_all_named(data: dict[str, Any]) -> None:
+    data.update(cpuNumber="x", gpuNumber="y")
+    with pytest.raises(ResponseError) as caught:
+        InstanceDetail.from_api(data)
+    assert "$.cpuNumber" in str(caught.value) and "$.gpuNumber" in str(caught.value)
+
+
+def test_instance_status_constants() -> None:
+    assert InstanceStatus.RUNNING == "Running"
+    assert InstanceStatus.TERMINAL == {"Terminated", "Failed", "Completed"}
+    assert InstanceStatus.ALL == {
+        "Waiting",
+        "Deploying",
+        "Running",
+        "Terminated",
+        "Failed",
+        "Completed",
+    }
+    assert InstanceStatus.PATH == ("Waiting", "Deploying", "Running")
+
+
+def test_status_change_is_frozen(data: dict[str, Any]) -> None:
+    d = InstanceDetail.from_api(data)
+    change = StatusChange(
+        instance_id=d.id,
+        previous=None,
+        current=d.status,
+        detail=d,
+        observed_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+        seq=1,
+    )
+    assert change.is_initial and change.skipped == ()
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        change.seq = 2  # type: ignore[misc]
+    assert "detail" not in repr(change)

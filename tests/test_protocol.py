@@ -1,0 +1,336 @@
+"""The sans-I/O protocol: ids, envelopes, retry decisions and token hints, without sockets."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from aiocontainer import errors
+from aiocontainer._protocol import (
+    detail_path,
+    detail_url,
+    is_retryable,
+    normalize_base_url,
+    parse_detail_response,
+    parse_envelope,
+    redact,
+    retry_after_seconds,
+    token_expiry,
+    validate_instance_id,
+)
+
+SEED_ID = "4c1f43ddb030483e89b55413bee6c004"
+
+
+def body(payload: Any) -> bytes:
+    return json.dumps(payload).encode()
+
+
+# -- ids ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "instance_id", [SEED_ID, "a", "A" * 128, "abc_DEF-123", "-", "_", "0" * 32]
+)
+def test_valid_ids_pass_unchanged(instance_id: str) -> None:
+    assert validate_instance_id(instance_id) == instance_id
+
+
+@pytest.mark.parametrize(
+    "instance_id",
+    [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "/etc",
+        "a?b",
+        "a#b",
+        "%2e",
+        "a%2Fb",
+        "a b",
+        " a",
+        "a\t",
+        "a\r\nHost: evil",
+        "a\n",
+        "é",
+        "ａｂｃ",  # full-width letters
+        "١٢٣",  # Arabic-Indic digits are \d in Unicode regexes
+        "a" * 129,
+        "a.b",
+        "a:b",
+        "a;b",
+        "a\\b",
+        "\x00",
+    ],
+)
+def test_invalid_ids_are_refused(instance_id: str) -> None:
+    with pytest.raises(errors.InvalidInstanceIdError) as caught:
+        validate_instance_id(instance_id)
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.instance_id == instance_id
+    assert "A-Za-z0-9_-" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [None, 123, b"abc", ["a"]])
+def test_non_string_ids_are_refused(value: object) -> None:
+    with pytest.raises(errors.InvalidInstanceIdError, match="must be a string"):
+        validate_instance_id(value)
+
+
+def test_detail_path_and_url() -> None:
+    assert detail_path(SEED_ID) == f"/ai/openapi/v2/instance-service/{SEED_ID}/detail"
+    base = normalize_base_url("https://api01.example.com:65106/")
+    assert detail_url(base, "x1") == (
+        "https://api01.example.com:65106/ai/openapi/v2/instance-service/x1/detail"
+    )
+    with pytest.raises(errors.InvalidInstanceIdError):
+        detail_path("../x")
+
+
+@pytest.mark.parametrize("base", ["ftp://x", "api.example.com", "http://x/?a=1", "http://x/#f"])
+def test_bad_base_urls(base: str) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        normalize_base_url(base)
+
+
+# -- envelopes ---------------------------------------------------------------------------------
+
+
+def test_seed_example_gives_its_data(seed: dict[str, Any]) -> None:
+    assert parse_detail_response(200, body(seed), instance_id=SEED_ID) == seed["data"]
+
+
+def test_numeric_zero_code_is_success(seed: dict[str, Any]) -> None:
+    assert parse_detail_response(200, body({**seed, "code": 0})) == seed["data"]
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        ("10001", errors.InternalApiError),
+        ("10003", errors.MissingParameterError),
+        ("10004", errors.InvalidParameterError),
+        ("10007", errors.UserFrozenError),
+        ("10008", errors.PermissionDeniedError),
+        ("10009", errors.ApiAccessDeniedError),
+        ("10010", errors.FileCheckError),
+        ("10011", errors.FileTooLargeError),
+        ("10012", errors.ConnectionInterruptedApiError),
+        ("99999", errors.ApiError),
+        ("abc", errors.ApiError),
+    ],
+)
+def test_each_code_raises_its_class(code: str, cls: type[errors.ApiError]) -> None:
+    payload = body({"code": code, "msg": "参数无效", "data": None})
+    with pytest.raises(cls) as caught:
+        parse_detail_response(200, payload, instance_id="i1")
+    exc = caught.value
+    assert type(exc) is cls
+    assert (exc.code, exc.msg, exc.instance_id, exc.http_status) == (code, "参数无效", "i1", 200)
+    assert code in str(exc) and "i1" in str(exc)
+
+
+def test_integer_error_code_is_read_as_string() -> None:
+    with pytest.raises(errors.InvalidParameterError) as caught:
+        parse_envelope(200, body({"code": 10004, "msg": "bad"}))
+    assert caught.value.code == "10004"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"code": "0", "msg": "ok"},
+        {"code": "0", "msg": "ok", "data": None},
+        {"code": "0", "msg": "ok", "data": []},
+        {"code": "0", "msg": "ok", "data": "x"},
+        {"code": "0", "msg": "ok", "data": 1},
+    ],
+)
+def test_success_without_object_data_is_a_response_error(payload: dict[str, Any]) -> None:
+    with pytest.raises(errors.ResponseError, match="data is") as caught:
+        parse_detail_response(200, body(payload), instance_id="i1")
+    assert not isinstance(caught.value, errors.ApiError)
+    assert caught.value.http_status == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "expect"),
+    [
+        (b"<html><body>502 Bad Gateway</body></html>", "502 Bad Gateway"),
+        (b'{"code": "0", "msg": "SUCC', '{"code": "0"'),
+        (b"", None),
+        (b"null", "null"),
+        (b"[1, 2]", "[1, 2]"),
+        (b'{"msg": "no code"}', "no code"),
+        (b"\xff\xfe\x00garbage", "garbage"),
+    ],
+)
+def test_unreadable_bodies_on_200(raw: bytes, expect: str | None) -> None:
+    with pytest.raises(errors.ResponseError) as caught:
+        parse_detail_response(200, raw, instance_id="i1")
+    exc = caught.value
+    assert not isinstance(exc, errors.ApiError)
+    assert exc.http_status == 200
+    assert exc.instance_id == "i1"
+    if expect is not None:
+        assert exc.snippet is not None and expect in exc.snippet
+    assert not is_retryable(exc)
+
+
+def test_snippet_never_holds_the_secret() -> None:
+    secret = "s3cr3t-" + "x" * 200
+    with pytest.raises(errors.ResponseError) as caught:
+        parse_detail_response(200, b"<p>" + secret.encode(), secret=secret)
+    assert caught.value.snippet == "<p>***"
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_snippet_is_short() -> None:
+    with pytest.raises(errors.ResponseError) as caught:
+        parse_detail_response(200, b"<html>" + b"x" * 10_000)
+    assert caught.value.snippet is not None and len(caught.value.snippet) <= 130
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_error_status_without_envelope_is_retryable(status: int) -> None:
+    with pytest.raises(errors.HTTPStatusError) as caught:
+        parse_detail_response(status, b"<html>busy</html>", instance_id="i1")
+    exc = caught.value
+    assert isinstance(exc, errors.ApiError) and isinstance(exc, errors.ResponseError)
+    assert exc.code is None and exc.http_status == status and exc.snippet == "<html>busy</html>"
+    assert is_retryable(exc)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_client_error_status_without_envelope_is_not_retried(status: int) -> None:
+    with pytest.raises(errors.HTTPStatusError) as caught:
+        parse_detail_response(status, b"nope")
+    assert not is_retryable(caught.value)
+
+
+def test_envelope_under_error_status_uses_the_code() -> None:
+    with pytest.raises(errors.InvalidParameterError) as caught:
+        parse_detail_response(500, body({"code": "10004", "msg": "bad"}))
+    assert caught.value.http_status == 500
+    assert not is_retryable(caught.value)
+
+
+def test_success_code_under_error_status_is_not_trusted(seed: dict[str, Any]) -> None:
+    with pytest.raises(errors.HTTPStatusError):
+        parse_detail_response(503, body(seed))
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_errors(status: int) -> None:
+    with pytest.raises(errors.ResponseError, match="redirect not followed") as caught:
+        parse_detail_response(status, b"")
+    assert not is_retryable(caught.value)
+
+
+def test_non_string_code_is_a_response_error() -> None:
+    with pytest.raises(errors.ResponseError, match="envelope code"):
+        parse_envelope(200, body({"code": ["0"], "data": {}}))
+
+
+# -- retry decision ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "retry"),
+    [
+        (errors.TransportError("reset"), True),
+        (errors.InternalApiError("10001", "x"), True),
+        (errors.ConnectionInterruptedApiError("10012", "x"), True),
+        (errors.MissingParameterError("10003", "x"), False),
+        (errors.InvalidParameterError("10004", "x"), False),
+        (errors.UserFrozenError("10007", "x"), False),
+        (errors.PermissionDeniedError("10008", "x"), False),
+        (errors.ApiAccessDeniedError("10009", "x"), False),
+        (errors.FileCheckError("10010", "x"), False),
+        (errors.FileTooLargeError("10011", "x"), False),
+        (errors.ApiError("77777", "x"), False),
+        (errors.ApiError("10004", "x", http_status=429), True),
+        (errors.ResponseError("html", http_status=200), False),
+        (errors.ResponseError("html", http_status=502), True),
+        (errors.ResponseError("html"), False),
+        (errors.HTTPStatusError(503), True),
+        (errors.HTTPStatusError(429), True),
+        (errors.HTTPStatusError(404), False),
+        (errors.InvalidInstanceIdError("bad"), False),
+        (errors.ClientClosedError("closed"), False),
+        (errors.TokenError("provider"), False),
+        (ValueError("bug"), False),
+        (KeyboardInterrupt(), False),
+    ],
+)
+def test_is_retryable(exc: BaseException, retry: bool) -> None:
+    assert is_retryable(exc) is retry
+
+
+def test_cancellation_is_never_retryable() -> None:
+    import asyncio
+
+    assert not is_retryable(asyncio.CancelledError())
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "3"}, 3.0),
+        ({"Retry-After": " 0.5 "}, 0.5),
+        ({"Retry-After": "0"}, 0.0),
+        ({"Retry-After": "-1"}, None),
+        ({"Retry-After": "nan"}, None),
+        ({"Retry-After": "inf"}, None),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_retry_after(headers: dict[str, str] | None, seconds: float | None) -> None:
+    assert retry_after_seconds(headers) == seconds
+
+
+# -- token hints -------------------------------------------------------------------------------
+
+
+def jwt(payload: Any) -> str:
+    def part(obj: Any) -> str:
+        raw = json.dumps(obj).encode() if not isinstance(obj, bytes) else obj
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'HS256'})}.{part(payload)}.{part(b'sig')}"
+
+
+def test_token_expiry_from_documented_token() -> None:
+    # The payload of the token in the seed's cURL example: expireTime is a string of milliseconds.
+    token = jwt({"expireTime": "1686123346568", "user": "slurmtest", "clusterId": "11112"})
+    assert token_expiry(token) == pytest.approx(1686123346.568)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "plain-token",
+        "a.b",
+        "a.!!!.c",
+        jwt({"user": "x"}),
+        jwt({"expireTime": "soon"}),
+        jwt({"expireTime": True}),
+        jwt({"expireTime": -5}),
+        jwt(["not", "an", "object"]),
+        "x." + base64.urlsafe_b64encode(b"\xff\xfe").decode() + ".y",
+    ],
+)
+def test_token_expiry_absent_or_unreadable(token: str) -> None:
+    assert token_expiry(token) is None
+
+
+def test_redact() -> None:
+    assert redact("token=abc; again abc", "abc") == "token=***; again ***"
+    assert redact("nothing", None) == "nothing"
+    assert redact("nothing", "") == "nothing"
