@@ -130,15 +130,16 @@ def _mentions(exc: BaseException, secret: str | None) -> bool:
 class ContainerClient:
     """Async client of the container-instance API; use it as ``async with ContainerClient(...)``.
 
-    ``concurrency`` bounds the requests in flight across the whole client; ``timeout`` bounds each
-    attempt; failed attempts are retried (transport errors, HTTP 5xx/429, codes 10001/10012) with
-    exponential backoff and full jitter (``backoff_factor * 2**n`` seconds capped at
-    ``backoff_max``), at most ``max_attempts`` attempts within ``max_retry_time`` seconds.
-    ``rate_limit`` spaces requests evenly at ``1 / rate_limit`` seconds. ``token`` is a string or a provider callable;
-    with a provider, a JWT is renewed ``refresh_margin`` seconds before its ``expireTime`` and a
-    10008 answer triggers one shared renewal and one more attempt. A ``session`` you pass stays
-    yours: it is never closed here. ``ssl`` takes an ``ssl.SSLContext``; verification is on by
-    default. Redirects are never followed.
+    ``concurrency`` bounds the requests in flight across the whole client; ``timeout`` bounds
+    each attempt. Failed attempts are retried (transport errors, HTTP 5xx/429, codes
+    10001/10012) with exponential backoff and full jitter: ``backoff_factor * 2**n`` seconds,
+    capped at ``backoff_max``, floored by a ``Retry-After``, at most ``max_attempts`` attempts
+    within ``max_retry_time`` seconds. ``rate_limit`` spaces requests evenly at
+    ``1 / rate_limit`` seconds. ``token`` is a string or a provider callable; with a provider,
+    a JWT is renewed ``refresh_margin`` seconds before its ``expireTime``, and a 10008 answer
+    triggers one shared renewal and one more attempt. A ``session`` you pass stays yours: it is
+    never closed here. ``ssl`` takes an ``ssl.SSLContext``; verification is on by default.
+    Redirects are never followed.
     """
 
     def __init__(

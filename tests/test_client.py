@@ -20,7 +20,6 @@ from aiocontainer import (
     ContainerClient,
     HTTPStatusError,
     InstanceDetail,
-    InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
     PermissionDeniedError,
@@ -299,7 +298,7 @@ def test_bad_options_are_refused() -> None:
         {"rate_limit": 0},
         {"ssl": False},
     ):
-        with pytest.raises(ValueError):  # noqa: PT012
+        with pytest.raises(ValueError):
             ContainerClient("http://127.0.0.1:1", token="t", **options)
     with pytest.raises(TypeError):
         ContainerClient("http://127.0.0.1:1", token=123)  # type: ignore[arg-type]
