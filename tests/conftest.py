@@ -136,3 +136,14 @@ async def server() -> AsyncIterator[ScriptedServer]:
         yield srv
     finally:
         await srv.close()
+
+
+async def leftover_tasks(before: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
+    """Tasks started since ``before`` that are still pending, the test servers' own excluded."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+    return {
+        task
+        for task in asyncio.all_tasks() - before
+        if not task.done() and "RequestHandler" not in repr(task.get_coro())
+    }

@@ -27,7 +27,15 @@ from aiocontainer import (
     TokenError,
     TransportError,
 )
-from tests.conftest import TOKEN, Reply, ScriptedServer, code_reply, json_reply, ok_reply
+from tests.conftest import (
+    TOKEN,
+    Reply,
+    ScriptedServer,
+    code_reply,
+    json_reply,
+    leftover_tasks,
+    ok_reply,
+)
 
 FAST = {"backoff_factor": 0.001, "backoff_max": 0.01}
 
@@ -574,7 +582,7 @@ async def test_breaking_out_of_iter_instances_stops_the_rest(server: ScriptedSer
 
     server.default = lambda i: Reply(**{**_fields(ok_reply(i)), "delay": 0.05})
     ids = [f"i{n}" for n in range(100)]
-    before = len(asyncio.all_tasks())
+    before = asyncio.all_tasks()
     async with client_for(server, concurrency=4) as client:
         async with aclosing(client.iter_instances(ids)) as stream:  # type: ignore[type-var]
             async for _ in stream:
@@ -582,7 +590,7 @@ async def test_breaking_out_of_iter_instances_stops_the_rest(server: ScriptedSer
         sent = server.count()
         await asyncio.sleep(0.2)
         assert server.count() <= sent + 4
-    assert len(asyncio.all_tasks()) == before
+    assert await leftover_tasks(before) == set()
 
 
 async def test_concurrent_lookups_of_one_id_share_a_request(server: ScriptedServer) -> None:
