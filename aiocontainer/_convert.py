@@ -63,6 +63,25 @@ def _strict_bool(value: object, _: type) -> bool:
     return value
 
 
+def _optional_str(value: object, _: type) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise TypeError(f"expected a string, got {_type_name(value)}")
+
+
+def _optional_int(value: object, _: type) -> int | None:
+    if value is None or type(value) is int:
+        return value
+    raise TypeError(f"expected an integer, got {_type_name(value)}")
+
+
+def _or_none(hook: Callable[[Any, Any], T]) -> Callable[[Any, Any], T | None]:
+    def optional(value: Any, tp: Any) -> T | None:
+        return None if value is None else hook(value, tp)
+
+    return optional
+
+
 def _int_or_str(value: object, _: type) -> int | str | None:
     # Optional variants share this hook; None is let through here, the plain unions never get it
     # from a model field because every such field is declared Optional.
@@ -139,10 +158,16 @@ def _api_fields(cls: type[Any]) -> list[attrs.Attribute[Any]]:
 
 def _build_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
-    conv.register_structure_hook(str, _strict_str)
-    conv.register_structure_hook(int, _strict_int)
-    conv.register_structure_hook(bool, _strict_bool)
-    conv.register_structure_hook(_dt.datetime, _timestamp)
+    for tp, hook, optional_hook in (
+        (str, _strict_str, _optional_str),
+        (int, _strict_int, _optional_int),
+        (bool, _strict_bool, _or_none(_strict_bool)),
+        (_dt.datetime, _timestamp, _or_none(_timestamp)),
+    ):
+        conv.register_structure_hook(tp, hook)
+        # Optional variants get a direct hook: cattrs' generic Optional handling dispatches on
+        # every call, which was most of the cost of building a model.
+        conv.register_structure_hook(tp | None, optional_hook)
     for union in (int | str | None, str | int | None):
         conv.register_structure_hook(union, _int_or_str)
     conv.register_structure_hook_factory(_is_model_tuple, _model_tuple_hook(conv))

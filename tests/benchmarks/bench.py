@@ -1,0 +1,401 @@
+"""aiocontainer benchmarks: run with ``make bench`` (or ``python tests/benchmarks/bench.py``).
+
+The simulator always runs in a separate process, so the CPU time of this process is the client's.
+Contenders that are compared run in the same process, alternating, several rounds; the figures
+are medians. Each figure that depends on a high-water mark (peak RSS) is measured in a fresh
+subprocess. Nothing here asserts a time: the table reports, the reader judges.
+
+Parts:
+  bulk        get_instances vs a bare aiohttp loop: wall and CPU ratios
+  sequential  a sequential requests.Session loop vs get_instances: throughput ratio
+  decode      envelope parse + InstanceDetail build, stdlib json and orjson, in microseconds
+  watch       InstanceWatcher at scale: polls/s vs target, CPU cores, peak RSS, missed changes
+  memory      RSS per watched id
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from aiocontainer import ContainerClient, InstanceDetail  # noqa: E402
+from aiocontainer import _protocol  # noqa: E402
+
+TOKEN = "bench-token"
+DETAIL = "/ai/openapi/v2/instance-service/{}/detail"
+
+
+# -- the simulator process ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def simulator(*, instances: int, latency: float, speed: float = 1.0, frozen: bool = True) -> Iterator[str]:
+    """Start ``python -m aiocontainer.simulator`` on 127.0.0.1 and yield its base URL."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "aiocontainer.simulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--token",
+        TOKEN,
+        "--instances",
+        str(instances),
+        "--seed",
+        "7",
+        "--speed",
+        str(speed),
+        "--latency",
+        str(latency),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        base_url = None
+        deadline = time.monotonic() + 120
+        while base_url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the simulator exited before printing its base URL")
+            if line.startswith("base_url:"):
+                base_url = line.split(":", 1)[1].strip()
+        if base_url is None:
+            raise RuntimeError("the simulator did not start in time")
+        if frozen:
+            _control("POST", base_url, "/_sim/freeze")
+        yield base_url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _control(method: str, base_url: str, path: str, body: Any = None) -> Any:
+    import requests
+
+    response = requests.request(method, base_url + path, json=body, timeout=60)
+    response.raise_for_status()
+    return response.json()
+
+
+def instance_ids(base_url: str) -> list[str]:
+    ids: list[str] = _control("GET", base_url, "/_sim/instances")["ids"]
+    return ids
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+class Meter:
+    """Wall time and this process's CPU time (user + system) of a block."""
+
+    def __enter__(self) -> Meter:
+        gc.collect()
+        self.wall0 = time.perf_counter()
+        self.cpu0 = time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = time.process_time() - self.cpu0
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# -- part 1: bulk ------------------------------------------------------------------------------
+
+
+async def bulk_aiocontainer(base_url: str, ids: list[str], concurrency: int) -> int:
+    async with ContainerClient(base_url, token=TOKEN, concurrency=concurrency) as client:
+        results = await client.get_instances(ids, concurrency=concurrency)
+    return sum(isinstance(r, InstanceDetail) for r in results.values())
+
+
+async def bulk_bare(base_url: str, ids: list[str], concurrency: int) -> int:
+    results: dict[str, Any] = {}
+    todo = iter(ids)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            for instance_id in todo:
+                url = base_url + DETAIL.format(instance_id)
+                async with session.get(url, headers={"token": TOKEN}) as response:
+                    results[instance_id] = await response.json()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return sum(r.get("code") == "0" for r in results.values())
+
+
+def run_bulk(args: argparse.Namespace) -> dict[str, Any]:
+    with simulator(instances=args.ids, latency=args.latency) as base_url:
+        ids = instance_ids(base_url)[: args.ids]
+        rows: dict[str, list[Meter]] = {"aiocontainer": [], "bare aiohttp": []}
+        # One warm-up of each, then alternate so drift on a shared machine hits both alike.
+        asyncio.run(bulk_aiocontainer(base_url, ids[:200], args.concurrency))
+        asyncio.run(bulk_bare(base_url, ids[:200], args.concurrency))
+        for _ in range(args.rounds):
+            for name, fn in (("aiocontainer", bulk_aiocontainer), ("bare aiohttp", bulk_bare)):
+                with Meter() as meter:
+                    ok = asyncio.run(fn(base_url, ids, args.concurrency))
+                if ok != len(ids):
+                    raise RuntimeError(f"{name} fetched {ok} of {len(ids)}")
+                rows[name].append(meter)
+    ours = rows["aiocontainer"]
+    bare = rows["bare aiohttp"]
+    wall = statistics.median(m.wall for m in ours)
+    cpu = statistics.median(m.cpu for m in ours)
+    bare_wall = statistics.median(m.wall for m in bare)
+    bare_cpu = statistics.median(m.cpu for m in bare)
+    return {
+        "ids": len(ids),
+        "concurrency": args.concurrency,
+        "latency_s": args.latency,
+        "rounds": args.rounds,
+        "aiocontainer_wall_s": wall,
+        "aiocontainer_cpu_s": cpu,
+        "bare_wall_s": bare_wall,
+        "bare_cpu_s": bare_cpu,
+        "wall_ratio": wall / bare_wall,
+        "cpu_ratio": cpu / bare_cpu,
+        "cpu_us_per_request": cpu / len(ids) * 1e6,
+        "ids_per_s": len(ids) / wall,
+    }
+
+
+# -- part 2: sequential ------------------------------------------------------------------------
+
+
+def sequential_requests(base_url: str, ids: list[str]) -> int:
+    import requests
+
+    ok = 0
+    with requests.Session() as session:
+        for instance_id in ids:
+            response = session.get(
+                base_url + DETAIL.format(instance_id), headers={"token": TOKEN}, timeout=30
+            )
+            ok += response.json().get("code") == "0"
+    return ok
+
+
+def run_sequential(args: argparse.Namespace, bulk: dict[str, Any]) -> dict[str, Any]:
+    with simulator(instances=args.sequential_ids, latency=args.latency) as base_url:
+        ids = instance_ids(base_url)[: args.sequential_ids]
+        sequential_requests(base_url, ids[:10])
+        with Meter() as meter:
+            ok = sequential_requests(base_url, ids)
+        if ok != len(ids):
+            raise RuntimeError(f"sequential fetched {ok} of {len(ids)}")
+    rate = len(ids) / meter.wall
+    return {
+        "ids": len(ids),
+        "latency_s": args.latency,
+        "wall_s": meter.wall,
+        "ids_per_s": rate,
+        "aiocontainer_ids_per_s": bulk["ids_per_s"],
+        "speedup": bulk["ids_per_s"] / rate,
+    }
+
+
+# -- part 3: decode ----------------------------------------------------------------------------
+
+
+def decode_cost_us(body: bytes, loads: Any, repeat: int) -> float:
+    original = _protocol._loads
+    _protocol._loads = loads
+    try:
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(repeat):
+                InstanceDetail.from_api(_protocol.parse_detail_response(200, body))
+            best = min(best, (time.perf_counter() - started) / repeat)
+        return best * 1e6
+    finally:
+        _protocol._loads = original
+
+
+def run_decode(args: argparse.Namespace, bulk: dict[str, Any]) -> dict[str, Any]:
+    import requests
+
+    with simulator(instances=50, latency=0.0) as base_url:
+        ids = instance_ids(base_url)
+        # The richest instance: most ports and mounts, so the figure is not flattered.
+        bodies = [
+            requests.get(base_url + DETAIL.format(i), headers={"token": TOKEN}, timeout=30).content
+            for i in ids
+        ]
+    body = max(bodies, key=len)
+    result: dict[str, Any] = {"body_bytes": len(body), "stdlib_us": decode_cost_us(body, json.loads, args.decode_repeat)}
+    try:
+        import orjson
+
+        result["orjson_us"] = decode_cost_us(body, orjson.loads, args.decode_repeat)
+    except ImportError:
+        result["orjson_us"] = None
+    used = result["orjson_us"] if result["orjson_us"] is not None else result["stdlib_us"]
+    result["in_use_us"] = used
+    result["share_of_request_cpu"] = used / bulk["cpu_us_per_request"]
+    return result
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, aiohttp {aiohttp.__version__}"
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str]] = []
+    b = results.get("bulk")
+    if b:
+        rows.append(
+            (
+                f"bulk {b['ids']} ids, c={b['concurrency']}, {b['latency_s'] * 1000:g} ms: wall vs bare aiohttp",
+                f"{b['wall_ratio']:.2f}x ({b['aiocontainer_wall_s']:.2f} s vs {b['bare_wall_s']:.2f} s)",
+                "<= 1.10x",
+            )
+        )
+        rows.append(
+            (
+                "bulk: client CPU vs bare aiohttp",
+                f"{b['cpu_ratio']:.2f}x ({b['aiocontainer_cpu_s']:.2f} s vs {b['bare_cpu_s']:.2f} s)",
+                "<= 1.25x",
+            )
+        )
+    s = results.get("sequential")
+    if s:
+        rows.append(
+            (
+                f"vs sequential requests ({s['ids']} ids, {s['latency_s'] * 1000:g} ms)",
+                f"{s['speedup']:.0f}x faster ({s['aiocontainer_ids_per_s']:.0f} vs {s['ids_per_s']:.1f} ids/s)",
+                ">= 50x",
+            )
+        )
+    d = results.get("decode")
+    if d:
+        orj = f"{d['orjson_us']:.1f} us" if d["orjson_us"] is not None else "n/a"
+        rows.append(
+            (
+                f"decode + model, {d['body_bytes']} B body",
+                f"stdlib {d['stdlib_us']:.1f} us, orjson {orj}; {d['share_of_request_cpu'] * 100:.1f}% of request CPU",
+                "<= 10%",
+            )
+        )
+    w = results.get("watch")
+    if w:
+        rows.append(
+            (
+                f"watch {w['ids']} ids every {w['interval_s']:g} s for {w['seconds']:g} s",
+                f"{w['polls_per_s']:.0f} polls/s = {w['poll_rate_share'] * 100:.1f}% of target {w['target_polls_per_s']:.0f}",
+                ">= 95%",
+            )
+        )
+        rows.append(("watch: client CPU", f"{w['cpu_cores']:.3f} cores", "<= 0.35"))
+        rows.append(("watch: peak RSS", f"{w['peak_rss_mib']:.0f} MiB", "<= 150 MiB"))
+        rows.append(
+            (
+                "watch: changes missed / delivered (skipped between polls)",
+                f"{w['missed']} / {w['delivered']} ({w['skipped']})",
+                "0 missed",
+            )
+        )
+    for m in results.get("memory", []):
+        rows.append(
+            (
+                f"memory per watched id, {m['ids']} ids",
+                f"{m['bytes_per_id'] / 1024:.2f} KiB ({m['rss_delta_mib']:.1f} MiB)",
+                "",
+            )
+        )
+    width = max(len(r[0]) for r in rows)
+    width2 = max(len(r[1]) for r in rows)
+    lines = [f"{'measure':<{width}}  {'result':<{width2}}  target", "-" * (width + width2 + 12)]
+    lines += [f"{a:<{width}}  {b:<{width2}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="bulk,sequential,decode,watch,memory")
+    parser.add_argument("--ids", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sequential-ids", type=int, default=300)
+    parser.add_argument("--decode-repeat", type=int, default=5000)
+    parser.add_argument("--watch-ids", type=int, default=10_000)
+    parser.add_argument("--watch-interval", type=float, default=5.0)
+    parser.add_argument("--watch-seconds", type=float, default=30.0)
+    parser.add_argument("--memory-ids", default="10000,50000")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script runs")
+    parser.add_argument("--json", default=str(ROOT / "bench-results.json"))
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.ids, args.rounds, args.sequential_ids, args.decode_repeat = 200, 1, 20, 50
+        args.watch_ids, args.watch_interval, args.watch_seconds = 100, 0.5, 2.0
+        args.memory_ids = "200"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    parts = set(args.parts.split(","))
+    results: dict[str, Any] = {"machine": machine(), "command": " ".join(["python", *sys.argv])}
+    needs_bulk = parts & {"bulk", "sequential", "decode"}
+    if needs_bulk:
+        results["bulk"] = run_bulk(args)
+        print(f"bulk: {json.dumps(results['bulk'])}", flush=True)
+    if "sequential" in parts:
+        results["sequential"] = run_sequential(args, results["bulk"])
+        print(f"sequential: {json.dumps(results['sequential'])}", flush=True)
+    if "decode" in parts:
+        results["decode"] = run_decode(args, results["bulk"])
+        print(f"decode: {json.dumps(results['decode'])}", flush=True)
+    if "bulk" not in parts:
+        results.pop("bulk", None)
+    print()
+    print(f"machine: {results['machine']}")
+    print(table(results))
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
