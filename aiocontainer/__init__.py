@@ -6,6 +6,8 @@ Look up one instance, look up thousands at once, or watch them change status::
         detail = await client.get_instance(instance_id)
 """
 
+import logging as _logging
+
 __version__ = "0.1.0"
 
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
@@ -13,6 +15,7 @@ from aiocontainer.errors import (
     AiocontainerError,
     ApiAccessDeniedError,
     ApiError,
+    ChangesDroppedError,
     ClientClosedError,
     ConnectionInterruptedApiError,
     FileCheckError,
@@ -33,11 +36,17 @@ from aiocontainer.errors import (
     WaitTimeoutError,
 )
 from aiocontainer.models import InstanceDetail, InstanceStatus, MountInfo, PortInfo, StatusChange
+from aiocontainer.watcher import ChangeStream, InstanceWatcher
+
+# A library stays quiet unless the application configures logging.
+_logging.getLogger("aiocontainer").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AiocontainerError",
     "ApiAccessDeniedError",
     "ApiError",
+    "ChangeStream",
+    "ChangesDroppedError",
     "ClientClosedError",
     "ClientStats",
     "ConnectionInterruptedApiError",
@@ -48,6 +57,7 @@ __all__ = [
     "InstanceDetail",
     "InstanceGoneError",
     "InstanceStatus",
+    "InstanceWatcher",
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",

@@ -21,6 +21,7 @@ Everything the library raises on purpose derives from :class:`AiocontainerError`
     │   ├── ConnectionInterruptedApiError 10012 (retried)
     │   └── HTTPStatusError             see above; ``code`` is None
     ├── InstanceGoneError                       the watcher dropped an id the platform forgot
+    ├── ChangesDroppedError                     a watcher consumer fell behind, lost its oldest
     └── WaitError(instance_id, last_detail, history)
         ├── WaitTimeoutError
         └── WaitFailedError
@@ -41,6 +42,7 @@ __all__ = [
     "AiocontainerError",
     "ApiAccessDeniedError",
     "ApiError",
+    "ChangesDroppedError",
     "ClientClosedError",
     "ConnectionInterruptedApiError",
     "FileCheckError",
@@ -244,6 +246,23 @@ class InstanceGoneError(AiocontainerError):
         )
         self.instance_id = instance_id
         self.attempts = attempts
+
+
+class ChangesDroppedError(AiocontainerError):
+    """A watcher consumer fell ``limit`` changes behind; its oldest pending change was dropped."""
+
+    def __init__(self, change: Any, *, consumer: str, limit: int) -> None:
+        super().__init__(
+            f"{consumer} fell {limit} changes behind: dropped change #{change.seq} of instance "
+            f"{change.instance_id} ({change.previous} -> {change.current})"
+        )
+        self.instance_id = change.instance_id
+        #: The ``StatusChange`` that was never delivered to this consumer.
+        self.change = change
+        #: Which callback or iterator lost it.
+        self.consumer = consumer
+        #: The size of that consumer's queue.
+        self.limit = limit
 
 
 class WaitError(AiocontainerError):
