@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import sys
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar, get_args, get_origin
 
 import attrs
@@ -67,6 +69,36 @@ def _optional_str(value: object, _: type) -> str | None:
     if value is None or type(value) is str:
         return value
     raise TypeError(f"expected a string, got {_type_name(value)}")
+
+
+def _interned_str(value: object, _: type) -> str:
+    return sys.intern(_strict_str(value, str))
+
+
+def _interned_optional_str(value: object, _: type) -> str | None:
+    return None if value is None else _interned_str(value, str)
+
+
+#: Fields with few distinct values across instances. A watcher keeps one detail per instance,
+#: and sharing one string object per distinct value saves about a kilobyte per detail.
+#: Unique values (ids, names, timestamps) are never interned: they would only fill the table.
+_INTERNED_FIELDS = frozenset(
+    {
+        "status",
+        "task_type",
+        "accelerator_type",
+        "resource_group",
+        "resource_spec",
+        "timeout_limit",
+        "user_name",
+        "version",
+        "image_path",
+        "start_script_action_scope",
+        "remaining_time",
+        "protocol_type",
+        "type",
+    }
+)
 
 
 def _optional_int(value: object, _: type) -> int | None:
@@ -144,12 +176,19 @@ def _with_leftovers(
             # Frozen attrs classes are set through object.__setattr__; the object is ours until
             # it is returned, so this is still construction, not mutation.
             if extra:
-                object.__setattr__(obj, "extra", extra)
+                object.__setattr__(obj, "extra", MappingProxyType(extra))
             if absent:
                 object.__setattr__(obj, "_absent", frozenset(absent))
         return obj
 
     return hook
+
+
+def _field_hook(field: attrs.Attribute[Any]) -> Callable[[Any, Any], Any] | None:
+    """A field's own hook where it needs one; None leaves it to the converter's type hooks."""
+    if field.name not in _INTERNED_FIELDS:
+        return None
+    return _interned_str if field.default is attrs.NOTHING else _interned_optional_str
 
 
 def _api_fields(cls: type[Any]) -> list[attrs.Attribute[Any]]:
@@ -174,7 +213,9 @@ def _build_converter() -> cattrs.Converter:
     # Nested models first: the tuple factory looks their hooks up when the parent is generated.
     for cls in (PortInfo, MountInfo, InstanceDetail):
         fields = _api_fields(cls)
-        overrides: dict[str, Any] = {f.name: override(rename=to_camel(f.name)) for f in fields}
+        overrides: dict[str, Any] = {
+            f.name: override(rename=to_camel(f.name), struct_hook=_field_hook(f)) for f in fields
+        }
         overrides["extra"] = override(omit=True)
         overrides["_absent"] = override(omit=True)
         inner = make_dict_structure_fn(cls, conv, **overrides)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 import attrs
@@ -43,8 +44,13 @@ class InstanceStatus:
         raise TypeError("InstanceStatus is a namespace of string constants")
 
 
+# One shared, read-only empty mapping: most objects have no unknown keys, and a fresh dict for
+# each would cost 64 bytes per object.
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+
+
 def _no_extra() -> Mapping[str, Any]:
-    return {}
+    return _NO_EXTRA
 
 
 @attrs.frozen(kw_only=True)

@@ -208,3 +208,23 @@ def test_status_change_is_frozen(data: dict[str, Any]) -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         change.seq = 2  # type: ignore[misc]
     assert "detail" not in repr(change)
+
+
+def test_repeated_values_share_one_string(data: dict[str, Any]) -> None:
+    import json
+
+    # Parsed separately, as two responses would be: equal low-cardinality values end up as one
+    # object, which is what keeps a watcher's memory per instance down.
+    a = InstanceDetail.from_api(json.loads(json.dumps(data)))
+    b = InstanceDetail.from_api(json.loads(json.dumps(data)))
+    assert a.image_path == b.image_path and a.image_path is b.image_path
+    assert a.status is b.status
+    assert a.instance_service_name == b.instance_service_name  # unique-ish values: not interned
+
+
+def test_extra_is_read_only(data: dict[str, Any]) -> None:
+    data["newKey"] = 1
+    d = InstanceDetail.from_api(data)
+    with pytest.raises(TypeError):
+        d.extra["newKey"] = 2  # type: ignore[index]
+    assert InstanceDetail(id="x", status="Running").extra == {}
