@@ -29,6 +29,7 @@ from aiocontainer import (
     AiocontainerError,
     ContainerClient,
     InstanceDetail,
+    InstanceGoneError,
     InstanceStatus,
     InstanceWatcher,
     InvalidInstanceIdError,
@@ -56,7 +57,7 @@ EXIT_CODES = {
     EXIT_USAGE: "usage or configuration error, including an invalid instance id",
     EXIT_TIMEOUT: "a wait timed out",
     EXIT_API: "API or transport error",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); the watcher stopped cleanly",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); stopped cleanly, any --checkpoint saved",
 }
 
 _EPILOG = "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
@@ -71,6 +72,7 @@ STATUS_STYLES = {
 }
 
 _log = logging.getLogger("aiocontainer.cli")
+_PIPE_WIDTH = 1000
 
 
 class UsageError(Exception):
@@ -80,9 +82,21 @@ class UsageError(Exception):
 # -- argument parsing --------------------------------------------------------------------------
 
 
-def _connection_options(*, request_timeout: bool = True) -> argparse.ArgumentParser:
+def _connection_options(
+    *, request_timeout: bool = True, connection: bool = True
+) -> argparse.ArgumentParser:
     # SUPPRESS lets the same options stand before or after the command name.
     common = argparse.ArgumentParser(add_help=False)
+    if not connection:
+        # demo brings its own simulator: offering --base-url or --token there would mislead.
+        common.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="log to stderr: -v retries and warnings, -vv every request",
+        )
+        return common
     group = common.add_argument_group("connection")
     group.add_argument(
         "--base-url",
@@ -93,7 +107,7 @@ def _connection_options(*, request_timeout: bool = True) -> argparse.ArgumentPar
         "--token-file",
         default=argparse.SUPPRESS,
         metavar="PATH",
-        help="read the token from this file (env AIOCONTAINER_TOKEN_FILE); preferred",
+        help="read the token from this file (env AIOCONTAINER_TOKEN_FILE); the safest way",
     )
     group.add_argument(
         "--token",
@@ -183,7 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands: Any = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(
-        name: str, help_text: str, description: str, *, request_timeout: bool = True
+        name: str,
+        help_text: str,
+        description: str,
+        *,
+        request_timeout: bool = True,
+        connection: bool = True,
     ) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(
             name,
@@ -191,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=textwrap.fill(description, 78),
             epilog=_EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            parents=[_connection_options(request_timeout=request_timeout)],
+            parents=[_connection_options(request_timeout=request_timeout, connection=connection)],
         )
         return parser
 
@@ -219,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("ids", nargs="+", metavar="ID", help="instance ids, or - for stdin")
     watch.add_argument(
-        "--interval", type=_positive_float, default=5.0, metavar="S", help="seconds between polls"
+        "--interval",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="seconds between polls (default 5)",
     )
     watch.add_argument(
         "--until-terminal",
@@ -270,11 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="wait_timeout",
         type=_positive_float,
         metavar="S",
-        help="give up after S seconds (exit 3); here --timeout is the wait's deadline: put the "
-        "per-request timeout before the command (aiocontainer --timeout 5 wait ...)",
+        help="give up after S seconds (exit 3; default: wait forever); here --timeout is the "
+        "wait's deadline: put the per-request timeout before the command "
+        "(aiocontainer --timeout 5 wait ...)",
     )
     wait.add_argument(
-        "--interval", type=_positive_float, default=5.0, metavar="S", help="seconds between polls"
+        "--interval",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="seconds between polls (default 5)",
     )
 
     # The simulator parses its own options; it needs only the core dependencies.
@@ -288,9 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         "watch a simulated platform live, then print a summary",
         "Start the embedded simulator, watch all its instances through the real client and "
-        "watcher, print every transition as it happens and a summary at the end.",
+        "watcher, print every transition as it happens and a summary at the end. It needs no "
+        "base URL or token.",
+        connection=False,
     )
-    demo.add_argument("--instances", type=_positive_int, default=12, metavar="N")
+    demo.add_argument(
+        "--instances",
+        type=_positive_int,
+        default=12,
+        metavar="N",
+        help="instances to simulate (default 12)",
+    )
     demo.add_argument(
         "--speed",
         type=_positive_float,
@@ -305,8 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="share of requests the simulator answers with a fault (default 0.15)",
     )
-    demo.add_argument("--interval", type=_positive_float, default=0.5, metavar="S")
-    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=0.5,
+        metavar="S",
+        help="seconds between polls (default 0.5)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=1, help="seed for the simulated instances (default 1)"
+    )
     return parser
 
 
@@ -321,8 +365,15 @@ def _setting(args: argparse.Namespace, name: str, env: str | None = None) -> Any
 
 
 def resolve_token(args: argparse.Namespace) -> str:
-    """The token from --token-file, --token, AIOCONTAINER_TOKEN_FILE or AIOCONTAINER_TOKEN."""
-    path = _setting(args, "token_file", "AIOCONTAINER_TOKEN_FILE")
+    """The token from --token-file, --token, AIOCONTAINER_TOKEN_FILE or AIOCONTAINER_TOKEN.
+
+    The command line wins over the environment; within each, a file wins over a bare token.
+    """
+    path = getattr(args, "token_file", None)
+    token = getattr(args, "token", None)
+    if not path and not token:
+        path = os.environ.get("AIOCONTAINER_TOKEN_FILE") or None
+        token = os.environ.get("AIOCONTAINER_TOKEN") or None
     if path:
         try:
             token = Path(path).read_text(encoding="utf-8").strip()
@@ -331,7 +382,6 @@ def resolve_token(args: argparse.Namespace) -> str:
         if not token:
             raise UsageError(f"the token file {path} is empty")
         return token
-    token = _setting(args, "token", "AIOCONTAINER_TOKEN")
     if not token:
         raise UsageError(
             "no token: pass --token-file PATH, or set AIOCONTAINER_TOKEN "
@@ -420,9 +470,18 @@ def setup_logging(verbosity: int, secret: str | None) -> None:
 
 
 def _consoles() -> tuple[Console, Console]:
+    return _console(stderr=False), _console(stderr=True)
+
+
+def _console(*, stderr: bool) -> Console:
     from rich.console import Console
 
-    return Console(highlight=False), Console(stderr=True, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped output is not folded at 80 columns: a table row or an error stays on one line,
+        # so grep and friends see it whole.
+        console = Console(stderr=stderr, highlight=False, width=_PIPE_WIDTH)
+    return console
 
 
 def _styled(status: str) -> str:
@@ -547,8 +606,13 @@ async def cmd_watch(args: argparse.Namespace, client: ContainerClient, ids: list
     @watcher.on_error
     def complain(instance_id: str | None, exc: Exception) -> None:
         err.print(_error_line(instance_id, exc), markup=False, highlight=False)
+        if isinstance(exc, InstanceGoneError) and not watcher.ids:
+            watcher.stop()  # every id is gone: nothing is left to watch
 
     await watcher.run()
+    if not watcher.ids:
+        err.print("no instance left to watch: every id answered 10004", markup=False)
+        return EXIT_API
     return EXIT_OK
 
 

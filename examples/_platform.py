@@ -26,8 +26,17 @@ class Platform:
 def parser(description: str) -> argparse.ArgumentParser:
     """The options every example takes."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--base-url", default=os.environ.get("AIOCONTAINER_BASE_URL"))
-    p.add_argument("--token", default=os.environ.get("AIOCONTAINER_TOKEN"))
+    p.add_argument(
+        "--base-url",
+        default=os.environ.get("AIOCONTAINER_BASE_URL"),
+        help="the platform's API base URL (env AIOCONTAINER_BASE_URL); "
+        "with no base URL and token, the example starts its own simulator",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("AIOCONTAINER_TOKEN"),
+        help="the platform's token (env AIOCONTAINER_TOKEN)",
+    )
     p.add_argument("ids", nargs="*", help="instance ids (default: the simulator's)")
     return p
 
@@ -38,6 +47,8 @@ async def connect(
 ) -> AsyncIterator[Platform]:
     """Yield the real platform if a base URL and token were given, else a fresh simulator."""
     if args.base_url and args.token:
+        if not args.ids:
+            raise SystemExit("with --base-url and --token, name the instance ids to look at")
         yield Platform(args.base_url, args.token, list(args.ids))
         return
     async with Simulator(instances=instances, seed=3, speed=speed) as sim:

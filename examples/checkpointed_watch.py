@@ -1,5 +1,6 @@
 """Watch with a checkpoint: a restarted watcher reports what changed while it was down."""
 
+import argparse
 import asyncio
 import tempfile
 from pathlib import Path
@@ -10,12 +11,17 @@ from aiocontainer import ContainerClient, InstanceWatcher, StatusChange
 
 
 def show(change: StatusChange) -> None:
-    print(f"  {change.instance_id}: {change.previous} -> {change.current} (#{change.seq})")
+    previous = change.previous or "first seen"
+    print(f"  {change.instance_id}: {previous} -> {change.current} (#{change.seq})")
 
 
 async def main() -> None:
     args = parser(__doc__).parse_args()
-    checkpoint = Path(tempfile.mkdtemp()) / "watch.json"
+    with tempfile.TemporaryDirectory() as scratch:
+        await watch_twice(args, Path(scratch) / "watch.json")
+
+
+async def watch_twice(args: argparse.Namespace, checkpoint: Path) -> None:
     async with (
         connect(args, instances=4, speed=30.0) as platform,
         ContainerClient(platform.base_url, token=platform.token) as client,

@@ -19,7 +19,8 @@ async def main() -> None:
 
         @watcher.on_change
         def every_change(change: StatusChange) -> None:
-            print(f"{change.instance_id}: {change.previous} -> {change.current}")
+            previous = change.previous or "first seen"
+            print(f"{change.instance_id}: {previous} -> {change.current}")
 
         @watcher.on_change(to=InstanceStatus.RUNNING)
         async def now_running(change: StatusChange) -> None:
