@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from aiocontainer.errors import (
@@ -50,6 +51,7 @@ __all__ = [
     "parse_envelope",
     "redact",
     "retry_after_seconds",
+    "retry_delay",
     "token_expiry",
     "validate_instance_id",
 ]
@@ -200,6 +202,25 @@ def is_retryable(exc: BaseException) -> bool:
     return (
         isinstance(exc, ResponseError) and status is not None and (status == 429 or status >= 500)
     )
+
+
+def retry_delay(
+    step: float,
+    retry_after: float | None,
+    remaining: float,
+    *,
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """Seconds to wait before the next attempt.
+
+    ``step`` is the exponential backoff value for this retry; the wait is drawn uniformly from
+    ``[0, step]`` (full jitter), raised to ``retry_after`` when the server asked for more, and
+    cut to ``remaining`` (what is left of the retry budget) so no attempt starts after it.
+    """
+    delay = uniform(0.0, step)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return max(0.0, min(delay, remaining))
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:

@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from typing import Any, Final, TypeAlias
 
@@ -38,6 +37,7 @@ from aiocontainer._protocol import (
     parse_detail_response,
     redact,
     retry_after_seconds,
+    retry_delay,
     token_expiry,
     validate_instance_id,
 )
@@ -96,21 +96,22 @@ _LEADER_CANCELLED: Final = _Cancelled()
 _Outcome: TypeAlias = tuple[InstanceDetail | None, AiocontainerError | None] | _Cancelled
 
 
-def _waits(*, factor: float, cap: float) -> Generator[Any, Any, None]:
-    """Backoff delays: exponential with full jitter, floored by a ``Retry-After`` the server sent.
+class _Secret:
+    """The token, kept out of reprs and so out of frame locals an error reporter may record."""
 
-    ``backoff`` sends each failure in, so the floor comes from the error that caused the wait;
-    ``backoff`` itself then caps the result by what is left of ``max_retry_time``.
-    """
-    exc = yield None
-    attempt = 0
-    while True:
-        delay = random.uniform(0.0, min(cap, factor * 2.0**attempt))
-        floor = getattr(exc, "retry_after", None)
-        if floor is not None:
-            delay = max(delay, float(floor))
-        attempt += 1
-        exc = yield delay
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The token itself, for the request header only."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<token ***>"
+
+    __str__ = __repr__
 
 
 def _mentions(exc: BaseException, secret: str | None) -> bool:
@@ -179,7 +180,7 @@ class ContainerClient:
         self._refresh_margin = refresh_margin
 
         self._provider: TokenProvider | None = None
-        self._token: str | None = None
+        self._token: _Secret | None = None
         self._token_expires: float | None = None
         if isinstance(token, str):
             self._set_token(token)
@@ -196,18 +197,8 @@ class ContainerClient:
         self._refresh_lock = asyncio.Lock()
         self._inflight: dict[str, asyncio.Future[_Outcome]] = {}
         self._counters = _Counters()
-        self._fetch_with_retries = backoff.on_exception(
-            _waits,
-            AiocontainerError,
-            max_tries=max_attempts,
-            max_time=max_retry_time,
-            jitter=None,
-            giveup=lambda exc: not is_retryable(exc),
-            on_backoff=self._log_retry,
-            logger=None,
-            factor=backoff_factor,
-            cap=backoff_max,
-        )(self._attempt)
+        self._backoff_factor = backoff_factor
+        self._backoff_max = backoff_max
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -314,9 +305,38 @@ class ContainerClient:
             shared.set_result(outcome)
 
     async def _fetch(self, instance_id: str) -> InstanceDetail:
+        """Attempt a lookup until it succeeds or the retry policy gives up.
+
+        The loop is explicit, on a monotonic deadline taken when the lookup starts: the
+        ``backoff`` decorator measures its budget from the start of the failed attempt, which let
+        one more attempt begin after ``max_retry_time``. ``backoff`` still supplies the
+        exponential steps; ``_protocol.retry_delay`` adds the jitter, the floor and the cap.
+        """
         renewal = _Renewal()
-        detail: InstanceDetail = await self._fetch_with_retries(instance_id, renewal)
-        return detail
+        deadline = time.monotonic() + self._max_retry_time
+        steps = backoff.expo(factor=self._backoff_factor, max_value=self._backoff_max)
+        next(steps)  # the generator's first value only primes it
+        attempt = 1
+        while True:
+            failure: AiocontainerError
+            try:
+                return await self._attempt(instance_id, renewal)
+            except AiocontainerError as exc:
+                failure = exc
+            remaining = deadline - time.monotonic()
+            if attempt >= self._max_attempts or remaining <= 0 or not is_retryable(failure):
+                raise failure
+            delay = retry_delay(next(steps), failure.retry_after, remaining)
+            self._counters.retries += 1
+            _log.warning(
+                "retrying instance %s in %.2fs after attempt %d failed: %s",
+                instance_id,
+                delay,
+                attempt,
+                str(failure),  # text only: a kept record must not keep the error's frames
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
 
     async def _attempt(self, instance_id: str, renewal: _Renewal) -> InstanceDetail:
         token = await self._current_token()
@@ -330,7 +350,7 @@ class ContainerClient:
             token = await self._renew(stale=token)
             return await self._send(instance_id, token)
 
-    async def _send(self, instance_id: str, token: str) -> InstanceDetail:
+    async def _send(self, instance_id: str, token: _Secret) -> InstanceDetail:
         self._ensure_open()
         session = self._ensure_session()
         path = detail_path(instance_id)
@@ -344,7 +364,7 @@ class ContainerClient:
             try:
                 async with session.get(
                     url,
-                    headers={"token": token},
+                    headers={"token": token.reveal()},
                     allow_redirects=False,
                     timeout=self._timeout,
                     ssl=self._ssl if self._ssl is not None else True,
@@ -362,7 +382,9 @@ class ContainerClient:
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("GET %s -> %d (%.3fs)", path, status, time.perf_counter() - started)
         try:
-            data = parse_detail_response(status, body, instance_id=instance_id, secret=token)
+            data = parse_detail_response(
+                status, body, instance_id=instance_id, secret=token.reveal()
+            )
             detail = structure(data, InstanceDetail)
         except (ApiError, ResponseError) as exc:
             exc.instance_id = instance_id
@@ -405,16 +427,16 @@ class ContainerClient:
         return b"".join(chunks)
 
     def _transport_error(
-        self, exc: BaseException, instance_id: str, token: str
+        self, exc: BaseException, instance_id: str, token: _Secret
     ) -> AiocontainerError:
         if self._closed:
             return ClientClosedError("the client was closed during the request")
         if isinstance(exc, asyncio.TimeoutError):
             text = f"no complete answer within {self._timeout_seconds:g}s"
         else:
-            text = redact(f"{type(exc).__name__}: {exc}", token) or type(exc).__name__
+            text = redact(f"{type(exc).__name__}: {exc}", token.reveal()) or type(exc).__name__
         error = TransportError(f"{text} (instance {instance_id})", instance_id=instance_id)
-        if not _mentions(exc, token):
+        if not _mentions(exc, token.reveal()):
             error.__cause__ = exc
         return error
 
@@ -427,26 +449,17 @@ class ContainerClient:
             self._limiter = AsyncLimiter(1, 1.0 / self._rate_limit)
         return self._limiter
 
-    def _log_retry(self, details: Any) -> None:
-        self._counters.retries += 1
-        _log.warning(
-            "retrying instance %s in %.2fs after attempt %d failed: %s",
-            details["args"][0],
-            details["wait"],
-            details["tries"],
-            details["exception"],
-        )
-
     # -- tokens --------------------------------------------------------------------------------
 
-    def _set_token(self, token: object) -> str:
+    def _set_token(self, token: object) -> _Secret:
         if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
             raise TokenError("the token must be a non-empty string without line breaks")
-        self._token = token
+        secret = _Secret(token)
+        self._token = secret
         self._token_expires = token_expiry(token)
-        return token
+        return secret
 
-    async def _current_token(self) -> str:
+    async def _current_token(self) -> _Secret:
         token = self._token
         if token is not None and (
             self._provider is None
@@ -456,7 +469,7 @@ class ContainerClient:
             return token
         return await self._renew(stale=token)
 
-    async def _renew(self, *, stale: str | None) -> str:
+    async def _renew(self, *, stale: _Secret | None) -> _Secret:
         """Ask the provider for a token once, however many lookups asked at the same time."""
         async with self._refresh_lock:
             if self._token is not None and self._token is not stale:
@@ -474,7 +487,7 @@ class ContainerClient:
                 raise
             except Exception as exc:
                 failure = TokenError(f"the token provider failed: {type(exc).__name__}")
-                if not _mentions(exc, stale):
+                if not _mentions(exc, stale.reveal() if stale else None):
                     failure.__cause__ = exc
             raise failure
 

@@ -277,6 +277,31 @@ def test_cancellation_is_never_retryable() -> None:
     assert not is_retryable(asyncio.CancelledError())
 
 
+def fixed_draw(fraction: float) -> Any:
+    return lambda low, high: low + (high - low) * fraction
+
+
+@pytest.mark.parametrize(
+    ("step", "retry_after", "remaining", "fraction", "delay"),
+    [
+        (4.0, None, 30.0, 0.5, 2.0),  # full jitter: anywhere in [0, step]
+        (4.0, None, 30.0, 0.0, 0.0),
+        (4.0, None, 30.0, 1.0, 4.0),
+        (4.0, 10.0, 30.0, 0.5, 10.0),  # Retry-After is a floor
+        (4.0, 1.0, 30.0, 0.5, 2.0),  # a smaller Retry-After changes nothing
+        (4.0, 10.0, 3.0, 0.5, 3.0),  # capped by the budget left
+        (4.0, None, 1.0, 1.0, 1.0),
+        (4.0, None, -2.0, 1.0, 0.0),  # never negative
+    ],
+)
+def test_retry_delay(
+    step: float, retry_after: float | None, remaining: float, fraction: float, delay: float
+) -> None:
+    from aiocontainer._protocol import retry_delay
+
+    assert retry_delay(step, retry_after, remaining, uniform=fixed_draw(fraction)) == delay
+
+
 @pytest.mark.parametrize(
     ("headers", "seconds"),
     [
