@@ -18,8 +18,7 @@ import inspect
 import logging
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final, TypeAlias
 
 import aiohttp
@@ -30,8 +29,8 @@ from yarl import URL
 from aiocontainer import __version__
 from aiocontainer._convert import structure
 from aiocontainer._protocol import (
+    DETAIL_PATH,
     MAX_BODY_BYTES,
-    detail_path,
     is_retryable,
     normalize_base_url,
     parse_detail_response,
@@ -314,8 +313,7 @@ class ContainerClient:
         """
         renewal = _Renewal()
         deadline = time.monotonic() + self._max_retry_time
-        steps = backoff.expo(factor=self._backoff_factor, max_value=self._backoff_max)
-        next(steps)  # the generator's first value only primes it
+        steps: Iterator[float] | None = None  # made on the first failure: most lookups need none
         attempt = 1
         while True:
             failure: AiocontainerError
@@ -326,6 +324,9 @@ class ContainerClient:
             remaining = deadline - time.monotonic()
             if attempt >= self._max_attempts or remaining <= 0 or not is_retryable(failure):
                 raise failure
+            if steps is None:
+                steps = backoff.expo(factor=self._backoff_factor, max_value=self._backoff_max)
+                next(steps)  # the generator's first value only primes it
             delay = retry_delay(next(steps), failure.retry_after, remaining)
             self._counters.retries += 1
             _log.warning(
@@ -353,7 +354,8 @@ class ContainerClient:
     async def _send(self, instance_id: str, token: _Secret) -> InstanceDetail:
         self._ensure_open()
         session = self._ensure_session()
-        path = detail_path(instance_id)
+        # The id was validated on entry to get_instance; only safe characters reach the path.
+        path = DETAIL_PATH.format(id=instance_id)
         url = URL(self._base_url + path, encoded=True)
         failure: AiocontainerError | None = None
         async with self._slots:
@@ -493,6 +495,54 @@ class ContainerClient:
 
     # -- bulk lookups --------------------------------------------------------------------------
 
+    def _bulk_ids(self, ids: Iterable[str], concurrency: int | None) -> tuple[list[str], int]:
+        """Distinct ids in first-seen order, and this call's bound on lookups in flight."""
+        self._ensure_open()
+        limit = self._concurrency if concurrency is None else concurrency
+        _require(limit >= 1, "concurrency must be at least 1")
+        return list(dict.fromkeys(ids)), limit
+
+    async def _lookup_all(
+        self,
+        ids: list[str],
+        limit: int,
+        deliver: Callable[[str, Result], None],
+    ) -> None:
+        """Look ``ids`` up with at most ``limit`` in flight, handing each outcome to ``deliver``.
+
+        Lookup failures are outcomes; anything else (a bug) cancels the rest and propagates.
+        """
+        todo = iter(ids)
+
+        async def worker() -> None:
+            for instance_id in todo:
+                try:
+                    detail = await self.get_instance(instance_id)
+                except AiocontainerError as exc:
+                    deliver(instance_id, exc)
+                else:
+                    deliver(instance_id, detail)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(ids)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    def _split_invalid(
+        self, order: list[str]
+    ) -> tuple[list[str], list[tuple[str, InvalidInstanceIdError]]]:
+        """The ids that may be sent, and the refused ones with their errors."""
+        valid, refused = [], []
+        for instance_id in order:
+            try:
+                valid.append(validate_instance_id(instance_id))
+            except InvalidInstanceIdError as exc:
+                refused.append((instance_id, exc))
+        return valid, refused
+
     async def iter_instances(
         self, ids: Iterable[str], *, concurrency: int | None = None
     ) -> AsyncIterator[tuple[str, Result]]:
@@ -503,56 +553,44 @@ class ContainerClient:
         Leaving the loop early stops the remaining lookups once the generator is closed; use
         ``contextlib.aclosing`` to close it at once.
         """
-        self._ensure_open()
-        limit = self._concurrency if concurrency is None else concurrency
-        _require(limit >= 1, "concurrency must be at least 1")
-        pending: list[str] = []
-        for instance_id in dict.fromkeys(ids):
-            try:
-                pending.append(validate_instance_id(instance_id))
-            except InvalidInstanceIdError as exc:
-                yield instance_id, exc
+        order, limit = self._bulk_ids(ids, concurrency)
+        pending, refused = self._split_invalid(order)
+        for item in refused:
+            yield item
         if not pending:
             return
-        results: asyncio.Queue[tuple[str, Result] | BaseException] = asyncio.Queue()
-        todo = iter(pending)
-
-        async def worker() -> None:
-            for instance_id in todo:
-                try:
-                    results.put_nowait((instance_id, await self.get_instance(instance_id)))
-                except AiocontainerError as exc:
-                    results.put_nowait((instance_id, exc))
-                except Exception as exc:  # a bug, not a lookup failure: surface it
-                    results.put_nowait(exc)
-                    return
-
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(pending)))]
+        results: asyncio.Queue[tuple[str, Result]] = asyncio.Queue()
+        run = asyncio.ensure_future(
+            self._lookup_all(pending, limit, lambda i, r: results.put_nowait((i, r)))
+        )
         try:
             for _ in range(len(pending)):
-                item = await results.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+                if results.empty():
+                    getter = asyncio.ensure_future(results.get())
+                    await asyncio.wait([getter, run], return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()
+                        run.result()  # the lookups stopped early: raise what stopped them
+                    yield getter.result()
+                else:
+                    yield results.get_nowait()
         finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
 
     async def get_instances(
         self, ids: Iterable[str], *, concurrency: int | None = None
     ) -> dict[str, Result]:
         """Look up many ids; return ``{id: detail or error}`` in first-seen input order.
 
-        Each distinct id is fetched once and one id's failure never aborts the others.
+        Each distinct id is fetched once and one id's failure never aborts the others; invalid
+        ids get their ``InvalidInstanceIdError`` and are never sent.
         """
-        order = list(dict.fromkeys(ids))
-        results: dict[str, Result] = {}
-        stream = self.iter_instances(order, concurrency=concurrency)
-        async with aclosing(stream):  # type: ignore[type-var]  # an async generator has aclose
-            async for instance_id, result in stream:
-                results[instance_id] = result
-        return {instance_id: results[instance_id] for instance_id in order}
+        order, limit = self._bulk_ids(ids, concurrency)
+        pending, refused = self._split_invalid(order)
+        outcomes: dict[str, Result] = dict(refused)
+        await self._lookup_all(pending, limit, outcomes.__setitem__)
+        return {instance_id: outcomes[instance_id] for instance_id in order}
 
 
 @attrs.define

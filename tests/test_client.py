@@ -721,3 +721,27 @@ async def test_local_ca_is_trusted_through_ssl(tls_server: Any) -> None:
     async with aiohttp.ClientSession() as session:
         async with ContainerClient(base_url, token=TOKEN, ssl=client_ctx, session=session) as c:
             assert (await c.get_instance("abc")).id == "abc"
+
+
+async def test_a_bug_in_a_lookup_propagates_from_bulk_calls(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import aclosing
+
+    async with client_for(server) as client:
+        original = client.get_instance
+
+        async def broken(instance_id: str) -> InstanceDetail:
+            if instance_id == "b":
+                raise RuntimeError("a bug, not a lookup failure")
+            return await original(instance_id)
+
+        monkeypatch.setattr(client, "get_instance", broken)
+        before = asyncio.all_tasks()
+        with pytest.raises(RuntimeError, match="a bug"):
+            await client.get_instances(["a", "b", "c"])
+        with pytest.raises(RuntimeError, match="a bug"):  # noqa: PT012
+            async with aclosing(client.iter_instances(["a", "b", "c"])) as stream:  # type: ignore[type-var]
+                async for _ in stream:
+                    pass
+        assert await leftover_tasks(before) == set()
