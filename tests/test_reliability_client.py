@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -163,3 +164,54 @@ def test_asyncio_run_exits_cleanly_after_cancellation(tmp_path: object) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done"
     assert result.stderr == ""
+
+
+# -- cancelling waits and watchers against a real server ----------------------------------------
+
+
+async def _cancel_after_first_request(server: ScriptedServer, make: Any) -> None:
+    """Start ``make(client)``, cancel it once a request is out, and check what follows."""
+    before = asyncio.all_tasks()
+    async with ContainerClient(
+        server.base_url, token=TOKEN, backoff_factor=20, backoff_max=20, max_retry_time=60
+    ) as client:
+        task = asyncio.ensure_future(make(client))
+        while server.count() < 1:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # mid-request, or sleeping in a backoff of up to 20 s
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert loop.time() - started < 1.0
+        sent = server.count()
+        await asyncio.sleep(0.3)
+        assert server.count() == sent
+    assert await leftover_tasks(before) == set()
+
+
+def _wait_for(client: ContainerClient) -> Any:
+    from aiocontainer import InstanceWatcher
+
+    return InstanceWatcher(client, [], interval=0.1).wait_for("abc", "Running", timeout=60)
+
+
+def _run_watcher(client: ContainerClient) -> Any:
+    from aiocontainer import InstanceWatcher
+
+    return InstanceWatcher(client, ["abc"], interval=0.1).run()
+
+
+@pytest.mark.parametrize("make", [_wait_for, _run_watcher], ids=["wait_for", "watcher"])
+async def test_cancel_mid_request(server: ScriptedServer, make: Any) -> None:
+    server.default = lambda i: Reply(body=ok_reply(i).body, delay=30)
+    await _cancel_after_first_request(server, make)
+    assert server.count() == 1
+
+
+@pytest.mark.parametrize("make", [_wait_for, _run_watcher], ids=["wait_for", "watcher"])
+async def test_cancel_mid_backoff(server: ScriptedServer, make: Any) -> None:
+    server.default = lambda _id: Reply(status=503)
+    await _cancel_after_first_request(server, make)
+    assert server.count() <= 2  # a jittered first wait may be near zero; never a third
