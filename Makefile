@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+CLI_STAMP := $(VENV)/.installed-cli
 
 .PHONY: demo test check bench clean
 
@@ -15,7 +16,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,cli,speedups]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(CLI_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[cli,speedups]'
+	touch $(CLI_STAMP)
+
+demo: $(CLI_STAMP)
 	$(BIN)/aiocontainer demo
 
 test: $(STAMP)
