@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
 
@@ -53,8 +53,30 @@ def _no_extra() -> Mapping[str, Any]:
     return _NO_EXTRA
 
 
+_M = TypeVar("_M", bound="_ApiModel")
+
+
+class _ApiModel:
+    """``from_api``/``to_api`` for the models: the converter does the work, both ways."""
+
+    __slots__ = ()  # keeps the attrs subclasses free of a per-instance __dict__
+
+    @classmethod
+    def from_api(cls: type[_M], data: Mapping[str, Any]) -> _M:
+        """Build from the API's camelCase dict; raises ``ResponseError`` on a bad value."""
+        from aiocontainer._convert import structure
+
+        return structure(data, cls)
+
+    def to_api(self) -> dict[str, Any]:
+        """Return the camelCase dict the platform sent: ``from_api(d).to_api() == d``."""
+        from aiocontainer._convert import unstructure
+
+        return unstructure(self)
+
+
 @attrs.frozen(kw_only=True)
-class PortInfo:
+class PortInfo(_ApiModel):
     """A port the container exposes (an item of ``containerPortInfoList``)."""
 
     access_url: str | None = None
@@ -66,22 +88,9 @@ class PortInfo:
         factory=frozenset, alias="_absent", eq=False, hash=False, repr=False
     )
 
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> PortInfo:
-        """Build from the API's camelCase dict; raises ``ResponseError`` on a bad value."""
-        from aiocontainer._convert import structure
-
-        return structure(data, cls)
-
-    def to_api(self) -> dict[str, Any]:
-        """Return the API's camelCase dict, extras included."""
-        from aiocontainer._convert import unstructure
-
-        return unstructure(self)
-
 
 @attrs.frozen(kw_only=True)
-class MountInfo:
+class MountInfo(_ApiModel):
     """A storage mount of the container (an item of ``mountInfoList``)."""
 
     source_path: str | None = None
@@ -92,22 +101,9 @@ class MountInfo:
         factory=frozenset, alias="_absent", eq=False, hash=False, repr=False
     )
 
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> MountInfo:
-        """Build from the API's camelCase dict; raises ``ResponseError`` on a bad value."""
-        from aiocontainer._convert import structure
-
-        return structure(data, cls)
-
-    def to_api(self) -> dict[str, Any]:
-        """Return the API's camelCase dict, extras included."""
-        from aiocontainer._convert import unstructure
-
-        return unstructure(self)
-
 
 @attrs.frozen(kw_only=True)
-class InstanceDetail:
+class InstanceDetail(_ApiModel):
     """One container instance as the ``detail`` endpoint describes it.
 
     Fields follow the API in snake_case and in the order of the documented example. ``id`` and
@@ -161,19 +157,6 @@ class InstanceDetail:
     def is_terminal(self) -> bool:
         """True when the status is one of ``InstanceStatus.TERMINAL``."""
         return self.status in InstanceStatus.TERMINAL
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> InstanceDetail:
-        """Build from the envelope's camelCase ``data``; raises ``ResponseError`` on a bad value."""
-        from aiocontainer._convert import structure
-
-        return structure(data, cls)
-
-    def to_api(self) -> dict[str, Any]:
-        """Return the camelCase dict the platform sent: ``from_api(d).to_api() == d``."""
-        from aiocontainer._convert import unstructure
-
-        return unstructure(self)
 
 
 @attrs.frozen(kw_only=True)

@@ -147,3 +147,25 @@ async def leftover_tasks(before: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any
         for task in asyncio.all_tasks() - before
         if not task.done() and "RequestHandler" not in repr(task.get_coro())
     }
+
+
+async def run_process(*command: str, env: dict[str, str], timeout: float) -> tuple[int, str, str]:
+    """Run a command with no stdin while the event loop keeps serving; exit code, out, err.
+
+    A process still running at the timeout is killed, so no test leaves one behind.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

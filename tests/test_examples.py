@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from aiocontainer.simulator import Simulator
+from tests.conftest import run_process
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SEED_ID = "4c1f43ddb030483e89b55413bee6c004"
@@ -73,21 +74,7 @@ def test_every_example_has_a_proof_of_work(started: dict[str, subprocess.Popen[s
 
 
 async def run_example(name: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *command(name, *args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=clean_env(),
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_process(*command(name, *args), env=clean_env(), timeout=TIMEOUT)
 
 
 @pytest.fixture

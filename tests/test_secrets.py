@@ -29,7 +29,7 @@ from aiocontainer import (
     WaitTimeoutError,
 )
 from aiocontainer.simulator import FAULT_KINDS, Simulator
-from tests.conftest import Reply, ScriptedServer, json_reply
+from tests.conftest import Reply, ScriptedServer, json_reply, run_process
 
 FIXED_TOKEN = "sekret-" + "3f9a0c" * 6 + "d2e1"
 UNKNOWN_ID = "0" * 32
@@ -230,26 +230,8 @@ async def run_cli(*args: str, token_file: Path) -> tuple[int, str, str]:
     """``python -m aiocontainer --token-file PATH ARGS``; exit code, stdout, stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOCONTAINER_")}
     env["COLUMNS"] = "200"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aiocontainer",
-        "--token-file",
-        str(token_file),
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    command = (sys.executable, "-m", "aiocontainer", "--token-file", str(token_file), *args)
+    return await run_process(*command, env=env, timeout=60)
 
 
 @pytest.fixture
