@@ -50,6 +50,7 @@ __all__ = [
     "parse_detail_response",
     "parse_envelope",
     "redact",
+    "require",
     "retry_after_seconds",
     "retry_delay",
     "token_expiry",
@@ -63,6 +64,12 @@ MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 RETRYABLE_CODES: Final = frozenset({"10001", "10012"})
 _SNIPPET_CHARS: Final = 120
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition``: the check of every option."""
+    if not condition:
+        raise ValueError(message)
 
 
 def loads(body: bytes | str) -> Any:

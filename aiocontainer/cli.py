@@ -71,7 +71,6 @@ STATUS_STYLES = {
     InstanceStatus.TERMINATED: "magenta",
 }
 
-_log = logging.getLogger("aiocontainer.cli")
 _PIPE_WIDTH = 1000
 
 

@@ -29,12 +29,13 @@ from yarl import URL
 from aiocontainer import __version__
 from aiocontainer._convert import structure
 from aiocontainer._protocol import (
-    DETAIL_PATH,
     MAX_BODY_BYTES,
+    detail_path,
     is_retryable,
     normalize_base_url,
     parse_detail_response,
     redact,
+    require,
     retry_after_seconds,
     retry_delay,
     token_expiry,
@@ -160,14 +161,14 @@ class ContainerClient:
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._base_url = normalize_base_url(base_url)
-        _require(concurrency >= 1, "concurrency must be at least 1")
-        _require(timeout > 0, "timeout must be positive")
-        _require(max_attempts >= 1, "max_attempts must be at least 1")
-        _require(max_retry_time >= 0, "max_retry_time must not be negative")
-        _require(rate_limit is None or rate_limit > 0, "rate_limit must be positive")
-        _require(backoff_factor >= 0 and backoff_max >= 0, "backoff times must not be negative")
-        _require(max_body_bytes > 0, "max_body_bytes must be positive")
-        _require(ssl is None or isinstance(ssl, _ssl.SSLContext), "ssl must be an SSLContext")
+        require(concurrency >= 1, "concurrency must be at least 1")
+        require(timeout > 0, "timeout must be positive")
+        require(max_attempts >= 1, "max_attempts must be at least 1")
+        require(max_retry_time >= 0, "max_retry_time must not be negative")
+        require(rate_limit is None or rate_limit > 0, "rate_limit must be positive")
+        require(backoff_factor >= 0 and backoff_max >= 0, "backoff times must not be negative")
+        require(max_body_bytes > 0, "max_body_bytes must be positive")
+        require(ssl is None or isinstance(ssl, _ssl.SSLContext), "ssl must be an SSLContext")
         self._concurrency = concurrency
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_seconds = timeout
@@ -354,8 +355,7 @@ class ContainerClient:
     async def _send(self, instance_id: str, token: _Secret) -> InstanceDetail:
         self._ensure_open()
         session = self._ensure_session()
-        # The id was validated on entry to get_instance; only safe characters reach the path.
-        path = DETAIL_PATH.format(id=instance_id)
+        path = detail_path(instance_id)
         url = URL(self._base_url + path, encoded=True)
         failure: AiocontainerError | None = None
         async with self._slots:
@@ -499,7 +499,7 @@ class ContainerClient:
         """Distinct ids in first-seen order, and this call's bound on lookups in flight."""
         self._ensure_open()
         limit = self._concurrency if concurrency is None else concurrency
-        _require(limit >= 1, "concurrency must be at least 1")
+        require(limit >= 1, "concurrency must be at least 1")
         return list(dict.fromkeys(ids)), limit
 
     async def _lookup_all(
@@ -598,8 +598,3 @@ class _Renewal:
     """Whether one lookup already renewed the token after a 10008."""
 
     used: bool = False
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)

@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar, overload
 
 from aiocontainer._diff import Snapshot, advance
-from aiocontainer._protocol import validate_instance_id
+from aiocontainer._protocol import require, validate_instance_id
 from aiocontainer.errors import (
     AiocontainerError,
     ChangesDroppedError,
@@ -422,17 +422,17 @@ class InstanceWatcher:
     ) -> None:
         if isinstance(ids, str):
             raise TypeError("ids must be a collection of instance ids, not one string")
-        _require(interval > 0, "interval must be positive")
-        _require(
+        require(interval > 0, "interval must be positive")
+        require(
             terminal_interval is None or terminal_interval > 0, "terminal_interval must be positive"
         )
-        _require(gone_after >= 1, "gone_after must be at least 1")
-        _require(max_backoff >= 1, "max_backoff must be at least 1")
-        _require(queue_size >= 1, "queue_size must be at least 1")
-        _require(0 <= jitter <= 1, "jitter must be between 0 and 1")
-        _require(drain_timeout >= 0, "drain_timeout must not be negative")
+        require(gone_after >= 1, "gone_after must be at least 1")
+        require(max_backoff >= 1, "max_backoff must be at least 1")
+        require(queue_size >= 1, "queue_size must be at least 1")
+        require(0 <= jitter <= 1, "jitter must be between 0 and 1")
+        require(drain_timeout >= 0, "drain_timeout must not be negative")
         limit = getattr(client, "concurrency", 32) if concurrency is None else concurrency
-        _require(isinstance(limit, int) and limit >= 1, "concurrency must be at least 1")
+        require(isinstance(limit, int) and limit >= 1, "concurrency must be at least 1")
         wanted = [validate_instance_id(i) for i in ids]
 
         self._client = client
@@ -587,7 +587,7 @@ class InstanceWatcher:
         targets = _status_set(to, name="to")
         sources = _status_set(from_, name="from_")
         limit = self._queue_size if queue_size is None else queue_size
-        _require(limit >= 1, "queue_size must be at least 1")
+        require(limit >= 1, "queue_size must be at least 1")
 
         def register(cb: _C) -> _C:
             if not callable(cb):
@@ -628,7 +628,7 @@ class InstanceWatcher:
     ) -> ChangeStream:
         """An async iterator over the changes emitted from now on (filtered like ``on_change``)."""
         limit = self._queue_size if queue_size is None else queue_size
-        _require(limit >= 1, "queue_size must be at least 1")
+        require(limit >= 1, "queue_size must be at least 1")
         stream = ChangeStream(
             self,
             to=_status_set(to, name="to"),
@@ -941,7 +941,7 @@ class InstanceWatcher:
         as at a stop.
         """
         targets, failing = _wait_statuses(status, fail_on)
-        _require(timeout is None or timeout >= 0, "timeout must not be negative")
+        require(timeout is None or timeout >= 0, "timeout must not be negative")
         result = await self._wait(
             validate_instance_id(instance_id), targets, failing, timeout=timeout, now=True
         )
@@ -962,7 +962,7 @@ class InstanceWatcher:
         One id failing, timing out or being invalid never ends the others' waits.
         """
         targets, failing = _wait_statuses(status, fail_on)
-        _require(timeout is None or timeout >= 0, "timeout must not be negative")
+        require(timeout is None or timeout >= 0, "timeout must not be negative")
         order = list(dict.fromkeys(ids))
         results: dict[str, WaitResult] = {}
         valid: list[str] = []
@@ -1135,8 +1135,3 @@ def _parse_checkpoint(raw: bytes) -> dict[str, Snapshot]:
             raise TypeError(f"seq of {instance_id} is not a non-negative integer")
         states[instance_id] = Snapshot(status=status, seq=seq)
     return states
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
