@@ -21,7 +21,8 @@ def test_benchmark_runs_with_tiny_sizes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert set(figures) >= {"bulk", "sequential", "decode", "watch", "memory", "machine"}
+    assert set(figures) >= {"simulator", "bulk", "sequential", "decode", "watch", "memory"}
+    assert figures["simulator"]["answered"] > 0
     assert figures["bulk"]["ids"] == 200
     assert figures["watch"]["missed"] == 0
     assert figures["watch"]["polls"] > 0

@@ -6,6 +6,7 @@ are medians. Each figure that depends on a high-water mark (peak RSS) is measure
 subprocess. Nothing here asserts a time: the table reports, the reader judges.
 
 Parts:
+  simulator   detail answers per second of the simulator process (aiohttp client here)
   bulk        get_instances vs a bare aiohttp loop: wall and CPU ratios
   sequential  a sequential requests.Session loop vs get_instances: throughput ratio
   decode      envelope parse + InstanceDetail build, stdlib json and orjson, in microseconds
@@ -192,6 +193,44 @@ def run_bulk(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_ratio": cpu / bare_cpu,
         "cpu_us_per_request": cpu / len(ids) * 1e6,
         "ids_per_s": len(ids) / wall,
+    }
+
+
+# -- part 0: the simulator's own throughput -----------------------------------------------------
+
+
+async def hammer(base_url: str, ids: list[str], seconds: float, concurrency: int) -> int:
+    """Keep ``concurrency`` keep-alive GETs going for ``seconds``; the answers counted."""
+    done = 0
+    stop_at = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker(offset: int) -> None:
+            nonlocal done
+            n = offset
+            while time.monotonic() < stop_at:
+                url = base_url + DETAIL.format(ids[n % len(ids)])
+                async with session.get(url, headers={"token": TOKEN}) as response:
+                    await response.read()
+                done += 1
+                n += concurrency
+
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return done
+
+
+def run_simulator(args: argparse.Namespace) -> dict[str, Any]:
+    with simulator(instances=1000, latency=0.0, frozen=False) as base_url:
+        ids = instance_ids(base_url)
+        asyncio.run(hammer(base_url, ids, 1.0, args.concurrency))  # warm-up
+        with Meter() as meter:
+            answered = asyncio.run(hammer(base_url, ids, args.simulator_seconds, args.concurrency))
+    return {
+        "seconds": meter.wall,
+        "answered": answered,
+        "requests_per_s": answered / meter.wall,
+        "concurrency": args.concurrency,
     }
 
 
@@ -469,6 +508,11 @@ def machine() -> str:
 def table(results: dict[str, Any]) -> str:
     """The figures as an aligned text table: measure, result, target."""
     rows: list[tuple[str, str, str]] = []
+    if m := results.get("simulator"):
+        setting = f"aiohttp client, c={m['concurrency']}, {m['seconds']:.0f} s"
+        rows.append(
+            (f"simulator detail answers ({setting})", f"{m['requests_per_s']:.0f} /s", ">= 3000")
+        )
     if b := results.get("bulk"):
         setting = f"{b['ids']} ids, c={b['concurrency']}, {b['latency_s'] * 1000:g} ms"
         wall = f"{b['aiocontainer_wall_s']:.2f} s vs {b['bare_wall_s']:.2f} s"
@@ -525,7 +569,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--parts", default="bulk,sequential,decode,watch,memory")
+    parser.add_argument("--parts", default="simulator,bulk,sequential,decode,watch,memory")
+    parser.add_argument("--simulator-seconds", type=float, default=5.0)
     parser.add_argument("--ids", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.02)
@@ -547,6 +592,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.ids, args.rounds, args.sequential_ids, args.decode_repeat = 200, 1, 20, 50
         args.decode_bodies = 20
+        args.simulator_seconds = 0.5
         args.watch_ids, args.watch_interval, args.watch_seconds = 100, 0.5, 2.0
         args.memory_ids = "200"
     return args
@@ -566,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parts = set(args.parts.split(","))
     results: dict[str, Any] = {"machine": machine(), "command": " ".join(["python", *sys.argv])}
+    if "simulator" in parts:
+        results["simulator"] = run_simulator(args)
+        print(f"simulator: {json.dumps(results['simulator'])}", flush=True)
     needs_bulk = parts & {"bulk", "sequential", "decode"}
     if needs_bulk:
         results["bulk"] = run_bulk(args)
