@@ -574,7 +574,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ids", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.02)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sequential-ids", type=int, default=300)
     parser.add_argument("--decode-repeat", type=int, default=5000)
     parser.add_argument("--decode-bodies", type=int, default=200)
