@@ -73,51 +73,81 @@ async def test_declared_oversized_answer_is_refused_unread() -> None:
 # -- cancellation ------------------------------------------------------------------------------
 
 
-async def _settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+async def _cancel_once_sent(
+    server: ScriptedServer, make: Any, *, sent: int, concurrency: int = 32
+) -> int:
+    """Start ``make(client)``, cancel it once ``sent`` requests are out, check what follows.
 
-
-async def test_cancel_get_instances_mid_request(server: ScriptedServer) -> None:
-    server.default = lambda i: Reply(body=ok_reply(i).body, delay=30)
-    ids = [f"i{n}" for n in range(50)]
+    Cancelling must take effect at once, send nothing more, and leave no task behind. Returns
+    the number of requests the server saw.
+    """
     before = asyncio.all_tasks()
-    async with ContainerClient(server.base_url, token=TOKEN, concurrency=8) as client:
-        task = asyncio.ensure_future(client.get_instances(ids))
-        while server.count() < 8:
+    async with ContainerClient(
+        server.base_url,
+        token=TOKEN,
+        concurrency=concurrency,
+        backoff_factor=20,
+        backoff_max=20,
+        max_retry_time=60,
+    ) as client:
+        task = asyncio.ensure_future(make(client))
+        while server.count() < sent:
             await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # mid-request, or sleeping in a backoff of up to 20 s
         loop = asyncio.get_running_loop()
         started = loop.time()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         assert loop.time() - started < 1.0
-        await _settle()
-        sent = server.count()
-        await asyncio.sleep(0.2)
-        assert server.count() == sent == 8
-    assert await leftover_tasks(before) == set()
-
-
-async def test_cancel_during_backoff_sends_nothing_more(server: ScriptedServer) -> None:
-    server.default = lambda _id: Reply(status=503)
-    before = asyncio.all_tasks()
-    async with ContainerClient(
-        server.base_url, token=TOKEN, backoff_factor=20, backoff_max=20, max_retry_time=60
-    ) as client:
-        task = asyncio.ensure_future(client.get_instances(["a", "b"]))
-        while server.count() < 2:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # both are now sleeping in backoff (up to 20 s)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await asyncio.sleep(0.2)
-        assert server.count() in (2, 3, 4)  # a jittered wait may be near zero, never 20 s
-        sent = server.count()
+        count = server.count()
         await asyncio.sleep(0.3)
-        assert server.count() == sent
+        assert server.count() == count
     assert await leftover_tasks(before) == set()
+    return count
+
+
+def _get_many(client: ContainerClient) -> Any:
+    return client.get_instances([f"i{n}" for n in range(50)])
+
+
+def _get_two(client: ContainerClient) -> Any:
+    return client.get_instances(["a", "b"])
+
+
+def _wait_for(client: ContainerClient) -> Any:
+    from aiocontainer import InstanceWatcher
+
+    return InstanceWatcher(client, [], interval=0.1).wait_for("abc", "Running", timeout=60)
+
+
+def _run_watcher(client: ContainerClient) -> Any:
+    from aiocontainer import InstanceWatcher
+
+    return InstanceWatcher(client, ["abc"], interval=0.1).run()
+
+
+async def test_cancel_get_instances_mid_request(server: ScriptedServer) -> None:
+    server.default = lambda i: Reply(body=ok_reply(i).body, delay=30)
+    assert await _cancel_once_sent(server, _get_many, sent=8, concurrency=8) == 8
+
+
+async def test_cancel_get_instances_during_backoff(server: ScriptedServer) -> None:
+    server.default = lambda _id: Reply(status=503)
+    # A jittered first wait may be near zero; a 20 s one never ends before the cancel.
+    assert await _cancel_once_sent(server, _get_two, sent=2) in (2, 3, 4)
+
+
+@pytest.mark.parametrize("make", [_wait_for, _run_watcher], ids=["wait_for", "watcher"])
+async def test_cancel_mid_request(server: ScriptedServer, make: Any) -> None:
+    server.default = lambda i: Reply(body=ok_reply(i).body, delay=30)
+    assert await _cancel_once_sent(server, make, sent=1) == 1
+
+
+@pytest.mark.parametrize("make", [_wait_for, _run_watcher], ids=["wait_for", "watcher"])
+async def test_cancel_mid_backoff(server: ScriptedServer, make: Any) -> None:
+    server.default = lambda _id: Reply(status=503)
+    assert await _cancel_once_sent(server, make, sent=1) <= 2  # never a third
 
 
 def test_asyncio_run_exits_cleanly_after_cancellation(tmp_path: object) -> None:
@@ -164,54 +194,3 @@ def test_asyncio_run_exits_cleanly_after_cancellation(tmp_path: object) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done"
     assert result.stderr == ""
-
-
-# -- cancelling waits and watchers against a real server ----------------------------------------
-
-
-async def _cancel_after_first_request(server: ScriptedServer, make: Any) -> None:
-    """Start ``make(client)``, cancel it once a request is out, and check what follows."""
-    before = asyncio.all_tasks()
-    async with ContainerClient(
-        server.base_url, token=TOKEN, backoff_factor=20, backoff_max=20, max_retry_time=60
-    ) as client:
-        task = asyncio.ensure_future(make(client))
-        while server.count() < 1:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # mid-request, or sleeping in a backoff of up to 20 s
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert loop.time() - started < 1.0
-        sent = server.count()
-        await asyncio.sleep(0.3)
-        assert server.count() == sent
-    assert await leftover_tasks(before) == set()
-
-
-def _wait_for(client: ContainerClient) -> Any:
-    from aiocontainer import InstanceWatcher
-
-    return InstanceWatcher(client, [], interval=0.1).wait_for("abc", "Running", timeout=60)
-
-
-def _run_watcher(client: ContainerClient) -> Any:
-    from aiocontainer import InstanceWatcher
-
-    return InstanceWatcher(client, ["abc"], interval=0.1).run()
-
-
-@pytest.mark.parametrize("make", [_wait_for, _run_watcher], ids=["wait_for", "watcher"])
-async def test_cancel_mid_request(server: ScriptedServer, make: Any) -> None:
-    server.default = lambda i: Reply(body=ok_reply(i).body, delay=30)
-    await _cancel_after_first_request(server, make)
-    assert server.count() == 1
-
-
-@pytest.mark.parametrize("make", [_wait_for, _run_watcher], ids=["wait_for", "watcher"])
-async def test_cancel_mid_backoff(server: ScriptedServer, make: Any) -> None:
-    server.default = lambda _id: Reply(status=503)
-    await _cancel_after_first_request(server, make)
-    assert server.count() <= 2  # a jittered first wait may be near zero; never a third
