@@ -308,8 +308,11 @@ async def test_a_total_outage_invents_nothing_and_is_caught_up_after() -> None:
             watcher.on_change(changes.append)
             watcher.on_error(lambda instance_id, exc: errors.append((instance_id, exc)))
             async with watcher:
+                # A change reaches callbacks through their queue, a moment after the snapshot.
                 await eventually(
-                    lambda: len(watcher.snapshot()) == len(ids), within=10, what="first polls"
+                    lambda: len(watcher.snapshot()) == len(changes) == len(ids),
+                    within=10,
+                    what="first polls and their delivery",
                 )
                 assert [c.current for c in changes] == [W] * len(ids)
 
