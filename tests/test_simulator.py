@@ -672,7 +672,7 @@ async def test_close_does_not_wait_for_hung_requests(session: aiohttp.ClientSess
         await asyncio.sleep(0.01)
     started = time.monotonic()
     await sim.close()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2  # a hung handler would hold it for good
     for outcome in await asyncio.gather(*pending, return_exceptions=True):
         assert isinstance(outcome, aiohttp.ClientError)
     await asyncio.sleep(0)
