@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 from aiocontainer import (
     AiocontainerError,
@@ -766,6 +766,19 @@ def _require_rich() -> None:
         ) from None
 
 
+_CONNECTION_OPTIONS: Final = ("base_url", "token", "token_file", "timeout", "concurrency")
+
+
+def _refuse_connection_options(args: argparse.Namespace) -> None:
+    """``demo`` talks to its own simulator: a URL or token given before it would be ignored."""
+    given = [name for name in _CONNECTION_OPTIONS if hasattr(args, name)]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(
+            f"demo runs against its own embedded simulator; {options} cannot apply to it"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -781,6 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _require_rich()
         if args.command == "demo":
+            _refuse_connection_options(args)
             setup_logging(getattr(args, "verbose", 0) or 0, None)
             return asyncio.run(_run_interruptibly(cmd_demo(args)))
         ids = read_ids([args.id] if args.command == "wait" else args.ids, sys.stdin)

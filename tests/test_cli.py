@@ -240,6 +240,17 @@ async def test_demo_help_offers_no_connection_options(cli: Cli) -> None:
         assert re.search(rf"^\s+{option} \S+\s+\S", result.out, re.MULTILINE), option
 
 
+@pytest.mark.parametrize(
+    "given",
+    [["--base-url", "http://127.0.0.1:9"], ["--token", "t0k3n-value"], ["--concurrency", "3"]],
+)
+async def test_demo_refuses_connection_options_it_would_ignore(cli: Cli, given: list[str]) -> None:
+    result = await cli.run(*given, "demo", env=base_env())
+    assert_one_line_hint(result)
+    assert "embedded simulator" in result.err and given[0] in result.err
+    assert "t0k3n-value" not in result.err
+
+
 async def test_no_command_prints_usage_and_exits_2(cli: Cli) -> None:
     result = await cli.run()
     assert result.code == 2
@@ -793,7 +804,9 @@ async def test_interrupted_watch_exits_130_and_leaves_a_checkpoint(
 
 
 async def test_demo_runs_to_the_end_with_a_summary(cli: Cli) -> None:
-    result = await cli.run("demo", "--instances", "4", "--speed", "60", env=base_env())
+    # Settings in the environment are for the other commands: they do not stop the demo.
+    env = base_env(AIOCONTAINER_BASE_URL="http://127.0.0.1:9", AIOCONTAINER_TOKEN="x")
+    result = await cli.run("demo", "--instances", "4", "--speed", "60", env=env)
     assert result.code == 0, result
     lines = result.lines()
     assert lines[0].startswith("aiocontainer demo: simulator at http://127.0.0.1:")
