@@ -42,6 +42,7 @@ from aiocontainer import (  # noqa: E402
     InstanceDetail,
     _protocol,
 )
+from aiocontainer.watcher import _COALESCE  # noqa: E402  (how close slots start together)
 
 TOKEN = "bench-token"
 DETAIL = "/ai/openapi/v2/instance-service/{}/detail"
@@ -360,7 +361,9 @@ async def watch_child(
     peak = peak_rss_mib()
     histories = await fetch_histories(base_url, ids)
     missed = sum(not follows(histories[i], chains.get(i, [])) for i in ids)
-    bare = await bare_poller(base_url, ids, len(ids) / interval, seconds, concurrency)
+    rate = len(ids) / interval
+    bare = await bare_poller(base_url, ids, rate, seconds, concurrency)
+    batched = await bare_poller(base_url, ids, rate, seconds, concurrency, batch=_COALESCE)
     return {
         "ids": len(ids),
         "interval_s": interval,
@@ -372,6 +375,8 @@ async def watch_child(
         "cpu_cores": meter.cpu / meter.wall,
         "bare_poller_cpu_cores": bare,
         "cpu_ratio_vs_bare_poller": meter.cpu / meter.wall / bare,
+        "batched_bare_poller_cpu_cores": batched,
+        "cpu_ratio_vs_batched_bare_poller": meter.cpu / meter.wall / batched,
         "peak_rss_mib": peak,
         "rss_at_start_mib": rss_before,
         "delivered": counts["delivered"],
@@ -394,9 +399,20 @@ def follows(history: list[str], chain: list[str]) -> bool:
 
 
 async def bare_poller(
-    base_url: str, ids: list[str], rate: float, seconds: float, concurrency: int
+    base_url: str,
+    ids: list[str],
+    rate: float,
+    seconds: float,
+    concurrency: int,
+    *,
+    batch: float | None = None,
 ) -> float:
-    """CPU cores of a bare aiohttp loop sending the same requests at the same steady rate."""
+    """CPU cores of a bare aiohttp loop sending the same requests at the same steady rate.
+
+    Without ``batch`` every request is sent at its own moment; with it, the requests that fell
+    due are sent together every ``batch`` seconds, the way the watcher groups its slots. The
+    second needs fewer wake-ups of both processes, and is the cheaper baseline.
+    """
     slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -419,7 +435,11 @@ async def bare_poller(
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 sent += 1
-                await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
+                due_at = started + sent / rate
+                if batch is not None and due_at <= time.monotonic():
+                    continue  # already due: goes out with this batch
+                pause = max(0.0, due_at - time.monotonic())
+                await asyncio.sleep(pause if batch is None else max(pause, batch))
             await asyncio.gather(*tasks)
     return meter.cpu / meter.wall
 
@@ -549,9 +569,11 @@ def table(results: dict[str, Any]) -> str:
         setting = f"{w['ids']} ids every {w['interval_s']:g} s for {w['seconds']:.0f} s"
         rate = f"{w['polls_per_s']:.0f} polls/s = {w['poll_rate_share'] * 100:.1f}%"
         rows.append((f"watch {setting}", f"{rate} of {w['target_polls_per_s']:.0f}", ">= 95%"))
-        cpu = f"{w['cpu_cores']:.3f} cores (bare {w['bare_poller_cpu_cores']:.3f}"
-        cpu += f", {w['cpu_ratio_vs_bare_poller']:.2f}x)"
-        rows.append(("watch: client CPU (bare aiohttp poller, same rate)", cpu, "<= 0.35"))
+        cpu = f"{w['cpu_cores']:.3f} cores"
+        rows.append(("watch: client CPU", cpu, "<= 0.35"))
+        for label, key in (("one by one", "bare_poller"), ("5 ms batches", "batched_bare_poller")):
+            versus = f"{w[key + '_cpu_cores']:.3f} cores (watcher {w['cpu_ratio_vs_' + key]:.2f}x)"
+            rows.append((f"  bare aiohttp poller, same rate, {label}", versus, ""))
         rows.append(("watch: peak RSS", f"{w['peak_rss_mib']:.0f} MiB", "<= 150 MiB"))
         seen = f"{w['missed']} / {w['delivered']} ({w['skipped']})"
         rows.append(("watch: missed / delivered changes (skipped)", seen, "0 missed"))
