@@ -138,6 +138,16 @@ async def server() -> AsyncIterator[ScriptedServer]:
         await srv.close()
 
 
+async def eventually(
+    condition: Callable[[], bool], *, within: float = 10.0, what: str = "the condition"
+) -> None:
+    """Wait for ``condition()`` to hold, checking every 20 ms; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
 async def leftover_tasks(before: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
     """Tasks started since ``before`` that are still pending, the test servers' own excluded."""
     for _ in range(10):

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from aiocontainer.simulator import Simulator
+from tests.conftest import eventually
 
 SEED_ID = "4c1f43ddb030483e89b55413bee6c004"
 UNKNOWN_ID = "0123456789abcdef0123456789abcdef"
@@ -178,15 +179,6 @@ def cli(sim: Simulator) -> Cli:
 
 def requests(sim: Simulator) -> int:
     return int(sim.stats["total"])
-
-
-async def until(condition: Any, timeout: float = LINE_TIMEOUT) -> None:
-    """Wait for ``condition()`` to hold, checking every 50 ms."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def closed_port() -> int:
@@ -615,7 +607,9 @@ async def test_wait_returns_once_the_status_is_reached(cli: Cli, sim: Simulator)
     sim.set_status(instance_id, "Waiting")
     running = await cli.start("wait", instance_id, "--for", "Running", "--interval", "0.2")
     try:
-        await until(lambda: sim.stats["instances"].get(instance_id, 0) >= 2)
+        await eventually(
+            lambda: sim.stats["instances"].get(instance_id, 0) >= 2, within=LINE_TIMEOUT
+        )
         assert running.proc.returncode is None, "wait must not end while the instance waits"
         sim.set_status(instance_id, "Running")
         result = await running.finish()

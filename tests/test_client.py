@@ -612,12 +612,16 @@ async def test_shared_failure_reaches_every_waiter(server: ScriptedServer) -> No
 
 
 async def test_cancelled_leader_does_not_fail_followers(server: ScriptedServer) -> None:
-    server.default = lambda i: Reply(**{**_fields(ok_reply(i)), "delay": 0.2})
+    # The answer takes long enough that the leader is surely still waiting when cancelled,
+    # however slow the machine.
+    server.default = lambda i: Reply(**{**_fields(ok_reply(i)), "delay": 1.0})
     async with client_for(server) as client:
         leader = asyncio.ensure_future(client.get_instance("same"))
-        await asyncio.sleep(0.05)
+        while server.count("same") == 0:
+            await asyncio.sleep(0.01)
         follower = asyncio.ensure_future(client.get_instance("same"))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01)  # the follower joins the leader's lookup
+        assert not leader.done()
         leader.cancel()
         detail = await follower
         with pytest.raises(asyncio.CancelledError):

@@ -23,7 +23,7 @@ import os
 import time
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,7 +38,7 @@ from aiocontainer import (
     TransportError,
 )
 from aiocontainer.simulator import Simulator
-from tests.conftest import leftover_tasks
+from tests.conftest import eventually, leftover_tasks
 
 SOAK_INSTANCES = int(os.environ.get("AIOCONTAINER_SOAK_INSTANCES", "2000"))
 #: Simulated seconds per second while the pace does not hold the clock back.
@@ -127,13 +127,6 @@ def logs_counted_not_kept() -> Iterator[CountingHandler]:
     finally:
         logger.propagate = propagate
         logger.removeHandler(handler)
-
-
-async def eventually(condition: Callable[[], bool], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 # -- the paced clock ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from aiocontainer.errors import InstanceGoneError, WaitFailedError, WaitTimeoutE
 from aiocontainer.models import InstanceDetail, InstanceStatus, StatusChange
 from aiocontainer.simulator import DEFAULT_FAULT_MIX, Simulator
 from aiocontainer.watcher import InstanceWatcher
+from tests.conftest import eventually
 
 W, D, R = "Waiting", "Deploying", "Running"
 C, F, T = "Completed", "Failed", "Terminated"
@@ -43,13 +44,6 @@ def client_for(sim: Simulator, **options: Any) -> ContainerClient:
 async def small_sim() -> AsyncIterator[Simulator]:
     async with Simulator(instances=4, seed=7, frozen=True, include_seed_instance=False) as sim:
         yield sim
-
-
-async def eventually(condition: Any, *, within: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 def next_stop(schedules: Sequence[Sequence[float]], now: float, *, cap: float) -> float | None:
@@ -207,12 +201,19 @@ async def test_a_slow_callback_does_not_hold_up_polling_or_others(small_sim: Sim
         watcher.on_change(failing)
         watcher.on_change(fast.append)
         watcher.on_error(lambda i, e: errors.append((i, e)))
+
+        def last_seen(instance_id: str) -> str | None:
+            seen = [c.current for c in fast if c.instance_id == instance_id]
+            return seen[-1] if seen else None
+
         async with watcher:
             await asyncio.wait_for(slow_started.wait(), 5)
+            # Each callback has its own queue: the fast one may be a moment behind the slow one.
+            await eventually(lambda: all(last_seen(i) == W for i in ids), what="first changes")
             polls = sim.stats["total"]
             for status in (D, R, C):
                 sim.set_status(ids[0], status)
-                await eventually(lambda: fast[-1].current == sim.status(ids[0]))
+                await eventually(lambda: last_seen(ids[0]) == sim.status(ids[0]))
             # Polling goes on while the slow callback still sits on its first change.
             await eventually(lambda: sim.stats["total"] > polls + 3 * len(ids))
             assert not slow_done
