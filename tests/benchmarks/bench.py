@@ -571,7 +571,8 @@ def table(results: dict[str, Any]) -> str:
         rows.append((f"watch {setting}", f"{rate} of {w['target_polls_per_s']:.0f}", ">= 95%"))
         cpu = f"{w['cpu_cores']:.3f} cores"
         rows.append(("watch: client CPU", cpu, "<= 0.35"))
-        for label, key in (("one by one", "bare_poller"), ("5 ms batches", "batched_bare_poller")):
+        batches = f"{_COALESCE * 1000:g} ms batches"
+        for label, key in (("one by one", "bare_poller"), (batches, "batched_bare_poller")):
             versus = f"{w[key + '_cpu_cores']:.3f} cores (watcher {w['cpu_ratio_vs_' + key]:.2f}x)"
             rows.append((f"  bare aiohttp poller, same rate, {label}", versus, ""))
         rows.append(("watch: peak RSS", f"{w['peak_rss_mib']:.0f} MiB", "<= 150 MiB"))
