@@ -26,10 +26,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 
 from aiocontainer import (
     AiocontainerError,
+    ClientStats,
     ContainerClient,
     InstanceDetail,
     InstanceStatus,
@@ -376,6 +378,34 @@ async def _failing_simulator(mode: str) -> Simulator:
 )
 async def test_total_failure_costs_at_most_max_attempts_per_id(mode: str, error: str) -> None:
     n, max_attempts, timeout = 64, 4, 0.3
+    run = await _look_up_against_failure(
+        mode, n=n, timeout=timeout, max_attempts=max_attempts, max_retry_time=30.0
+    )
+    assert run.errors == {error}
+    assert run.stats.requests == n * max_attempts
+    assert run.stats.failures == n
+    if mode != "refused":
+        assert run.served["total"] == n * max_attempts
+        assert set(run.served["instances"].values()) == {max_attempts}
+    # Three waits of at most 0.05, 0.1 and 0.2 s, and four attempts of at most one timeout each.
+    assert run.elapsed <= 0.35 + max_attempts * timeout + 1.0
+
+
+@attrs.frozen
+class _FailedRun:
+    elapsed: float
+    stats: ClientStats
+    served: dict[str, Any]
+    errors: set[str]
+
+
+async def _look_up_against_failure(
+    mode: str, *, n: int, timeout: float, max_attempts: int, max_retry_time: float
+) -> _FailedRun:
+    """Look ``n`` ids up, all at once, from a simulator that fails every request in ``mode``.
+
+    With all ids in flight together, each lookup's budget runs from its own first attempt.
+    """
     sim = await _failing_simulator(mode)
     ids = [f"{k:032x}" for k in range(n)]
     try:
@@ -385,7 +415,7 @@ async def test_total_failure_costs_at_most_max_attempts_per_id(mode: str, error:
             concurrency=n,
             timeout=timeout,
             max_attempts=max_attempts,
-            max_retry_time=30.0,
+            max_retry_time=max_retry_time,
             backoff_factor=0.05,
             backoff_max=0.2,
         ) as client:
@@ -396,43 +426,17 @@ async def test_total_failure_costs_at_most_max_attempts_per_id(mode: str, error:
         served = sim.stats
     finally:
         await sim.close()
-    print(f"\n{mode}: {stats.requests} requests for {n} ids, {elapsed:.2f} s")
-    assert {type(r).__name__ for r in results.values()} == {error}
-    assert stats.requests == n * max_attempts
-    assert stats.failures == n
-    if mode != "refused":
-        assert served["total"] == n * max_attempts
-        assert set(served["instances"].values()) == {max_attempts}
-    # Three waits of at most 0.05, 0.1 and 0.2 s, and four attempts of at most one timeout each.
-    assert elapsed <= 0.35 + max_attempts * timeout + 1.0
+    print(f"\n{mode}: {stats.requests} requests for {n} ids in {elapsed:.2f} s")
+    return _FailedRun(elapsed, stats, served, {type(r).__name__ for r in results.values()})
 
 
 async def _run_out_the_clock(
     mode: str, *, n: int, max_retry_time: float, timeout: float
-) -> tuple[float, int, int | None, set[str]]:
-    """Look ``n`` ids up with unlimited attempts; elapsed, requests sent and served, error kinds."""
-    sim = await _failing_simulator(mode)
-    ids = [f"{k:032x}" for k in range(n)]
-    try:
-        async with ContainerClient(
-            sim.base_url,
-            token=sim.token,
-            concurrency=n,  # all ids at once: the budget is per lookup, from its first attempt
-            timeout=timeout,
-            max_attempts=10_000,
-            max_retry_time=max_retry_time,
-            backoff_factor=0.05,
-            backoff_max=0.2,
-        ) as client:
-            started = time.monotonic()
-            results = await client.get_instances(ids)
-            elapsed = time.monotonic() - started
-            sent = client.stats.requests
-        served = None if mode == "refused" else sim.stats["total"]
-    finally:
-        await sim.close()
-    print(f"\n{mode}: {sent} requests for {n} ids in {elapsed:.2f} s")
-    return elapsed, sent, served, {type(r).__name__ for r in results.values()}
+) -> _FailedRun:
+    """Unlimited attempts: only ``max_retry_time`` ends each lookup."""
+    return await _look_up_against_failure(
+        mode, n=n, timeout=timeout, max_attempts=10_000, max_retry_time=max_retry_time
+    )
 
 
 @pytest.mark.soak
@@ -441,13 +445,12 @@ async def _run_out_the_clock(
 )
 async def test_fast_total_failure_ends_within_max_retry_time(mode: str, error: str) -> None:
     n, max_retry_time, timeout = 64, 1.5, 0.5
-    elapsed, sent, served, errors = await _run_out_the_clock(
-        mode, n=n, max_retry_time=max_retry_time, timeout=timeout
-    )
-    assert errors == {error}
-    assert elapsed <= max_retry_time + timeout + 1.0
+    run = await _run_out_the_clock(mode, n=n, max_retry_time=max_retry_time, timeout=timeout)
+    sent = run.stats.requests
+    assert run.errors == {error}
+    assert run.elapsed <= max_retry_time + timeout + 1.0
     assert sent > n * 5  # the time budget, not the attempts, ended each lookup
-    assert served in (None, sent)
+    assert mode == "refused" or run.served["total"] == sent
 
 
 @pytest.mark.soak
@@ -455,10 +458,9 @@ async def test_attempts_that_time_out_end_within_max_retry_time_plus_one_timeout
     # Each attempt hangs for the whole timeout: one starts at 0 s, the next at about 2.03 s,
     # within the 2.5 s budget; once it fails at about 4.03 s the budget is spent.
     n, max_retry_time, timeout = 8, 2.5, 2.0
-    elapsed, sent, served, errors = await _run_out_the_clock(
-        "hang", n=n, max_retry_time=max_retry_time, timeout=timeout
-    )
-    assert errors == {"TransportError"}
-    assert served == sent
+    run = await _run_out_the_clock("hang", n=n, max_retry_time=max_retry_time, timeout=timeout)
+    sent = run.stats.requests
+    assert run.errors == {"TransportError"}
+    assert run.served["total"] == sent
     assert sent == n * 2, "an attempt started after max_retry_time had passed"
-    assert elapsed <= max_retry_time + timeout + 1.0
+    assert run.elapsed <= max_retry_time + timeout + 1.0
