@@ -11,7 +11,15 @@ import aiocontainer
 from aiocontainer import errors
 
 PACKAGE = Path(aiocontainer.__file__).parent
-PURE = ["_protocol.py", "_convert.py", "_diff.py", "models.py", "errors.py"]
+PURE = [
+    "_protocol.py",
+    "_convert.py",
+    "_diff.py",
+    "models.py",
+    "errors.py",
+    "_options.py",
+    "_version.py",
+]
 
 
 def imported_modules(path: Path) -> set[str]:
