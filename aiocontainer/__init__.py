@@ -8,6 +8,7 @@ Look up one instance, look up thousands at once, or watch them change status::
 
 import logging as _logging
 
+from aiocontainer._paging import ListPage
 from aiocontainer._version import __version__
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
 from aiocontainer.errors import (
@@ -24,6 +25,7 @@ from aiocontainer.errors import (
     InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
+    ListEntryError,
     MissingParameterError,
     PermissionDeniedError,
     ResponseError,
@@ -60,6 +62,8 @@ __all__ = [
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",
+    "ListEntryError",
+    "ListPage",
     "MissingParameterError",
     "MountInfo",
     "PermissionDeniedError",

@@ -20,11 +20,11 @@ import asyncio
 import base64
 import binascii
 import inspect
-import json
 import math
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
+from aiocontainer import _json
 from aiocontainer.errors import TokenError
 
 __all__ = [
@@ -112,8 +112,8 @@ def token_expiry(token: str) -> float | None:
         return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError, RecursionError):
+        claims = _json.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError):  # _json.JSONError is a ValueError
         return None
     if not isinstance(claims, dict):
         return None

@@ -19,7 +19,15 @@ import asyncio
 import logging
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any, Final, TypeAlias, TypeVar
 
 import aiohttp
@@ -28,12 +36,17 @@ import backoff
 from yarl import URL
 
 from aiocontainer._options import require
+from aiocontainer._paging import ListPage, Pager
 from aiocontainer._protocol import (
     DETAIL_PATH,
+    LIST_PATH,
     MAX_BODY_BYTES,
     is_retryable,
+    list_filters,
+    list_request,
     normalize_base_url,
     read_detail,
+    read_list_page,
     retry_delay,
     validate_instance_id,
 )
@@ -94,6 +107,8 @@ _Outcome: TypeAlias = tuple[InstanceDetail | None, AiocontainerError | None] | _
 #: Turns one answer (status, headers, body, the token to blank out) into a result, or raises
 #: the one error it amounts to.
 _Reader: TypeAlias = Callable[[int, Mapping[str, str], bytes, str], _T]
+#: The query parameters and JSON body of a request (either may be None).
+_Params: TypeAlias = "list[tuple[str, str]] | None"
 
 
 class ContainerClient:
@@ -284,11 +299,12 @@ class ContainerClient:
     async def _fetch(
         self,
         path: str,
-        params: Mapping[str, str] | None,
+        params: _Params,
         reader: _Reader[_T],
         *,
         instance_id: str | None,
         label: str,
+        body: dict[str, Any] | None = None,
     ) -> _T:
         """Send one request until it succeeds or the retry policy gives up.
 
@@ -310,10 +326,10 @@ class ContainerClient:
             try:
                 if token is None:
                     token = await self._tokens.current(self._provider_bound(deadline))
-                status, headers, body = await self._exchange(
-                    path, params, token, instance_id, label
+                status, headers, raw = await self._exchange(
+                    path, params, body, token, instance_id, label
                 )
-                return reader(status, headers, body, token.reveal())
+                return reader(status, headers, raw, token.reveal())
             except AiocontainerError as exc:
                 failure = exc
             remaining = deadline - self._clock()
@@ -364,7 +380,8 @@ class ContainerClient:
     async def _exchange(
         self,
         path: str,
-        params: Mapping[str, str] | None,
+        params: _Params,
+        json_body: dict[str, Any] | None,
         token: Secret,
         instance_id: str | None,
         label: str,
@@ -381,7 +398,11 @@ class ContainerClient:
             self._stats.requests += 1
             try:
                 async with session.get(
-                    url, params=params, headers={"token": token.reveal()}, **self._request_options
+                    url,
+                    params=params,
+                    json=json_body,
+                    headers={"token": token.reveal()},
+                    **self._request_options,
                 ) as response:
                     status = response.status
                     headers = response.headers
@@ -443,6 +464,74 @@ class ContainerClient:
             # A bucket of one spaces requests evenly instead of allowing a burst each period.
             self._limiter = AsyncLimiter(1, 1.0 / self._rate_limit)
         return self._limiter
+
+    # -- listing -------------------------------------------------------------------------------
+
+    async def list_page(
+        self,
+        *,
+        start: int,
+        limit: int,
+        status: str | None = None,
+        task_type: str | None = None,
+        names: Iterable[str] | None = None,
+    ) -> ListPage:
+        """One page of the list endpoint: ``limit`` entries (or fewer) from offset ``start``.
+
+        One request, with the retries, token handling and redaction of a detail lookup. An
+        entry that does not parse is a ``ListEntryError`` in ``errors``; the others are in
+        ``details``. Bad option values raise ``ValueError`` before anything is sent.
+        """
+        self._ensure_open()
+        return await self._page(start, limit, list_filters(status, task_type, names))
+
+    async def _page(self, start: int, limit: int, filters: tuple[tuple[str, str], ...]) -> ListPage:
+        params, body = list_request(start, limit, filters)
+        return await self._fetch(
+            LIST_PATH,
+            params,
+            lambda status, headers, raw, secret: read_list_page(
+                status, headers, raw, start, secret=secret
+            ),
+            instance_id=None,
+            label=f"list page at offset {start}",
+            body=body,
+        )
+
+    def list_instances(
+        self,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        names: Iterable[str] | None = None,
+        page_size: int = 100,
+    ) -> AsyncGenerator[InstanceDetail, None]:
+        """Every instance the list endpoint shows, page after page, each id once.
+
+        Bad option values raise ``ValueError`` here, at the call. The listing ends on an empty
+        page (a short page is not taken for the last). Offsets shift while instances are
+        created or deleted, so an id that comes again is dropped and an instance the listing
+        missed is not gone: look it up with ``get_instance``. An entry that does not parse is
+        raised as ``ListEntryError`` after the good entries before it were yielded.
+        """
+        self._ensure_open()
+        filters = list_filters(status, task_type, names)
+        pager = Pager(page_size)
+        return self._list(pager, filters)
+
+    async def _list(
+        self, pager: Pager, filters: tuple[tuple[str, str], ...]
+    ) -> AsyncGenerator[InstanceDetail, None]:
+        while (request := pager.next_request()) is not None:
+            page = await self._page(*request, filters)
+            fresh = pager.take(page.count, [detail.id for detail in page.details])
+            # Details keep page order, so those before the first bad entry are its index many.
+            good = page.errors[0].index if page.errors else len(page.details)
+            for detail, new in zip(page.details[:good], fresh, strict=False):
+                if new:
+                    yield detail
+            if page.errors:
+                raise page.errors[0]
 
     # -- bulk lookups --------------------------------------------------------------------------
 
