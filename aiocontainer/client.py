@@ -21,7 +21,6 @@ import ssl as _ssl
 import time
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
@@ -50,7 +49,7 @@ from aiocontainer._protocol import (
     retry_delay,
     validate_instance_id,
 )
-from aiocontainer._tokens import Secret, TokenKeeper, TokenProvider, mentions, redact
+from aiocontainer._tokens import Secret, TokenKeeper, TokenProvider, leaks, mentions, redact
 from aiocontainer._version import __version__
 from aiocontainer.errors import (
     AiocontainerError,
@@ -419,6 +418,13 @@ class ContainerClient:
         return status, headers, body
 
     async def _read_body(self, response: aiohttp.ClientResponse, instance_id: str | None) -> bytes:
+        """The decoded body, refused as soon as it passes ``max_body_bytes`` decoded bytes.
+
+        A compressed body can inflate a thousandfold, so its size on the wire says nothing:
+        it is read in the bounded pieces aiohttp's decompressor hands out and counted as it
+        grows. Only an uncompressed body with a Content-Length is read in one go, because its
+        length then is its decoded size.
+        """
         limit = self._max_body_bytes
         length = response.content_length
         if length is not None and length > limit:
@@ -427,7 +433,8 @@ class ContainerClient:
                 http_status=response.status,
                 instance_id=instance_id,
             )
-        if length is not None:
+        encoding = response.headers.get("Content-Encoding")
+        if length is not None and (not encoding or encoding.strip().lower() == "identity"):
             return await response.read()
         chunks: list[bytes] = []
         size = 0
@@ -435,7 +442,7 @@ class ContainerClient:
             size += len(chunk)
             if size > limit:
                 raise ResponseError(
-                    f"response exceeds the {limit}-byte limit",
+                    f"response exceeds the {limit}-byte limit once decoded",
                     http_status=response.status,
                     instance_id=instance_id,
                 )
@@ -447,12 +454,17 @@ class ContainerClient:
     ) -> AiocontainerError:
         if self._closed:
             return ClientClosedError("the client was closed during the request")
+        secret = token.reveal()
         if isinstance(exc, asyncio.TimeoutError):
             text = f"no complete answer within {self._timeout_seconds:g}s"
         else:
-            text = redact(f"{type(exc).__name__}: {exc}", token.reveal()) or type(exc).__name__
+            text = redact(f"{type(exc).__name__}: {exc}", secret).strip().rstrip(":")
+            if leaks(text, secret):
+                # The foreign message quotes a cut excerpt of what the server sent, and a piece
+                # of the token survives in it: only the kind of failure is kept.
+                text = f"{type(exc).__name__} (its message quoted part of the token)"
         error = TransportError(f"{text} ({label})", instance_id=instance_id)
-        if not mentions(exc, token.reveal()):
+        if not mentions(exc, secret):
             error.__cause__ = exc
         return error
 
@@ -582,7 +594,7 @@ class ContainerClient:
 
     async def iter_instances(
         self, ids: Iterable[str], *, concurrency: int | None = None
-    ) -> AsyncIterator[tuple[str, Result]]:
+    ) -> AsyncGenerator[tuple[str, Result], None]:
         """Yield ``(id, detail or error)`` as each lookup finishes; each distinct id once.
 
         Invalid ids are yielded first, with their ``InvalidInstanceIdError``, and never sent.

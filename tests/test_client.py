@@ -631,7 +631,7 @@ async def test_breaking_out_of_iter_instances_stops_the_rest(server: ScriptedSer
     ids = [f"i{n}" for n in range(100)]
     before = asyncio.all_tasks()
     async with client_for(server, concurrency=4) as client:
-        async with aclosing(client.iter_instances(ids)) as stream:  # type: ignore[type-var]
+        async with aclosing(client.iter_instances(ids)) as stream:
             async for _ in stream:
                 break
         sent = server.count()
@@ -792,7 +792,7 @@ async def test_a_bug_in_a_lookup_propagates_from_bulk_calls(
         with pytest.raises(RuntimeError, match="a bug"):
             await client.get_instances(["a", "b", "c"])
         with pytest.raises(RuntimeError, match="a bug"):  # noqa: PT012
-            async with aclosing(client.iter_instances(["a", "b", "c"])) as stream:  # type: ignore[type-var]
+            async with aclosing(client.iter_instances(["a", "b", "c"])) as stream:
                 async for _ in stream:
                     pass
         assert await leftover_tasks(before) == set()

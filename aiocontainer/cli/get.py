@@ -55,7 +55,7 @@ async def get(args: argparse.Namespace, client: ContainerClient, ids: list[str])
 
         with Progress(console=err, transient=True) as progress:
             bar = progress.add_task("looking up", total=len(unique))
-            async with contextlib.aclosing(client.iter_instances(unique)) as stream:  # type: ignore[type-var]
+            async with contextlib.aclosing(client.iter_instances(unique)) as stream:
                 async for instance_id, result in stream:
                     results[instance_id] = result
                     progress.advance(bar)
