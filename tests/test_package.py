@@ -11,7 +11,16 @@ import aiocontainer
 from aiocontainer import errors
 
 PACKAGE = Path(aiocontainer.__file__).parent
-PURE = ["_protocol.py", "_convert.py", "_diff.py", "models.py", "errors.py"]
+PURE = [
+    "_protocol.py",
+    "_convert.py",
+    "_diff.py",
+    "models.py",
+    "errors.py",
+    "_schedule.py",
+    "_lifecycle.py",
+    "_checkpoint.py",
+]
 
 
 def imported_modules(path: Path) -> set[str]:
