@@ -8,8 +8,7 @@ Look up one instance, look up thousands at once, or watch them change status::
 
 import logging as _logging
 
-__version__ = "0.1.0"
-
+from aiocontainer._version import __version__
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
 from aiocontainer.errors import (
     AiocontainerError,

@@ -108,11 +108,13 @@ class ResponseError(AiocontainerError):
         http_status: int | None = None,
         snippet: str | None = None,
         instance_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         AiocontainerError.__init__(self, message)
         self.http_status = http_status
         self.snippet = snippet
         self.instance_id = instance_id
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         text = str(self.args[0]) if self.args else ""
@@ -133,6 +135,7 @@ class ApiError(AiocontainerError):
         *,
         instance_id: str | None = None,
         http_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         # Explicit base call: HTTPStatusError also derives from ResponseError, whose __init__
         # takes other arguments, so cooperative super() would route there.
@@ -141,6 +144,7 @@ class ApiError(AiocontainerError):
         self.msg = msg
         self.instance_id = instance_id
         self.http_status = http_status
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         parts = [f"code {self.code}" if self.code is not None else "no code"]
@@ -204,9 +208,15 @@ class HTTPStatusError(ApiError, ResponseError):
         *,
         snippet: str | None = None,
         instance_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         ApiError.__init__(
-            self, None, f"HTTP {http_status}", instance_id=instance_id, http_status=http_status
+            self,
+            None,
+            f"HTTP {http_status}",
+            instance_id=instance_id,
+            http_status=http_status,
+            retry_after=retry_after,
         )
         self.snippet = snippet
 
