@@ -27,7 +27,15 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
-from aiocontainer._sim_auth import TokenBook
+from aiocontainer._sim_auth import (
+    DEFAULT_REGIONS,
+    PLATFORM_CLUSTER_ID,
+    TIMESTAMP_WINDOW_SECONDS,
+    Account,
+    Login,
+    Region,
+    TokenBook,
+)
 from aiocontainer._sim_faults import (
     DEFAULT_FAULT_MIX,
     FAULT_KINDS,
@@ -45,6 +53,7 @@ __all__ = [
     "FAULT_KINDS",
     "LIST_FAULT_KEY",
     "SEED_INSTANCE_ID",
+    "Region",
     "Simulator",
     "UnknownInstanceError",
     "main",
@@ -78,7 +87,18 @@ class Simulator:
         retry_after: float = 1,
         epoch: datetime = EPOCH,
         user: str = "magic2",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        password: str | None = None,
+        org_id: str = "ORG0001",
+        regions: Sequence[Region] = DEFAULT_REGIONS,
+        token_clock: Callable[[], float] | None = None,
+        timestamp_window: float = TIMESTAMP_WINDOW_SECONDS,
     ) -> None:
+        regions = tuple(regions)
+        usable = [region for region in regions if region.available]
+        if not usable or any(r.cluster_id == PLATFORM_CLUSTER_ID for r in regions):
+            raise ValueError("regions need at least one available region, none with id '0'")
         self._host = host
         self._port = port
         self._clock = SimClock(clock, speed=speed, frozen=frozen)
@@ -90,20 +110,36 @@ class Simulator:
             instances=instances,
             include_seed=include_seed_instance,
         )
+        self._token_clock = wall_clock if token_clock is None else token_clock
         tokens = TokenBook(
             secret=secret if secret is not None else secrets.token_bytes(32),
-            wall_clock=wall_clock,
+            clock=self._token_clock,
+            default_cluster=usable[0].cluster_id,
             claims={
                 "computeUser": user,
                 "accountStatus": "Trial",
                 "creator": "ac",
                 "role": "1",
-                "clusterId": "11112",
                 "invoker": f"{random.Random(f'{seed}:invoker').getrandbits(128):032x}",
                 "user": user,
                 "userId": "11655048541",
             },
             fixed=token,
+        )
+        self._account = Account(
+            user=user,
+            access_key=access_key if access_key is not None else secrets.token_hex(16),
+            secret_key=secret_key if secret_key is not None else secrets.token_hex(16),
+            password=password if password is not None else secrets.token_urlsafe(12),
+            org_id=org_id,
+        )
+        login = Login(
+            account=self._account,
+            tokens=tokens,
+            regions=regions,
+            clock=self._token_clock,
+            ttl=lambda: token_ttl,
+            window=timestamp_window,
         )
         self._parts = Parts(
             world=world,
@@ -111,6 +147,9 @@ class Simulator:
             latency=Latency(seed=seed, every=latency, slow=slow_latency),
             stats=Stats(),
             tokens=tokens,
+            login=login,
+            regions=regions,
+            user=user,
             token_ttl=token_ttl,
             retry_after=retry_after,
             base_url=lambda: self.base_url,
@@ -206,12 +245,52 @@ class Simulator:
 
     @property
     def token(self) -> str:
-        """A token the simulator accepts: the fixed one if given, else one issued at start."""
+        """A token for the first available region: the fixed one if given, else one from start."""
         return self._token
 
-    def issue_token(self, *, ttl: float | None = None) -> str:
-        """A new signed token valid for ``ttl`` wall-clock seconds (negative: already expired)."""
-        return self._parts.tokens.issue(self._parts.token_ttl if ttl is None else ttl)
+    def issue_token(self, *, ttl: float | None = None, cluster_id: str | None = None) -> str:
+        """A new signed token valid for ``ttl`` wall-clock seconds (negative: already expired).
+
+        It belongs to region ``cluster_id`` ("0" for the platform's own token), by default the
+        first available region.
+        """
+        ttl = self._parts.token_ttl if ttl is None else ttl
+        return self._parts.tokens.issue(ttl, cluster_id=cluster_id)
+
+    @property
+    def user(self) -> str:
+        """The platform user name the token endpoints accept."""
+        return self._account.user
+
+    @property
+    def access_key(self) -> str:
+        """The access key (AK) the AK/SK token endpoint accepts."""
+        return self._account.access_key
+
+    @property
+    def secret_key(self) -> str:
+        """The secret key (SK) that signs AK/SK logins (given, else generated at construction)."""
+        return self._account.secret_key
+
+    @property
+    def password(self) -> str:
+        """The password the legacy token endpoint accepts, with :attr:`org_id`."""
+        return self._account.password
+
+    @property
+    def org_id(self) -> str:
+        """The organisation code the legacy token endpoint accepts."""
+        return self._account.org_id
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """The account's regions, in the order the token endpoints list them."""
+        return self._parts.regions
+
+    @property
+    def token_clock(self) -> Callable[[], float]:
+        """The wall clock of tokens' ``expireTime`` and of the login timestamp window."""
+        return self._token_clock
 
     def expire_token(self, token: str) -> None:
         """Make ``token`` expired from now on (it stays renewable for 24 h)."""
@@ -282,6 +361,11 @@ class Simulator:
         """``http://host:port``, no trailing slash."""
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self._port}"
+
+    @property
+    def url(self) -> str:
+        """The same as :attr:`base_url`: the token, platform and AI hosts are all this one."""
+        return self.base_url
 
     async def start(self) -> None:
         """Listen on host:port (an ephemeral port when 0)."""
@@ -402,6 +486,19 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds added to each answer, or LOW,HIGH for a random delay",
     )
     parser.add_argument("--retry-after", type=float, default=1, help="Retry-After of http_429")
+    parser.add_argument("--user", default="magic2", help="platform user name (default magic2)")
+    parser.add_argument(
+        "--access-key", help="the access key logins must use (default: generated at start)"
+    )
+    parser.add_argument(
+        "--secret-key", help="the secret key logins are signed with (default: generated)"
+    )
+    parser.add_argument(
+        "--token-ttl",
+        type=float,
+        default=DAY_SECONDS,
+        help="seconds an issued token stays valid (default 86400)",
+    )
     return parser
 
 
@@ -425,6 +522,7 @@ async def _serve_until_signalled(sim: Simulator, out: TextIO) -> None:
                 f"base_url: {sim.base_url}",
                 f"token: {sim.token}",
                 export,
+                *_login_lines(sim),
                 "Stop with Ctrl-C.",
                 sep="\n",
                 file=out,
@@ -434,6 +532,23 @@ async def _serve_until_signalled(sim: Simulator, out: TextIO) -> None:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+def _login_lines(sim: Simulator) -> list[str]:
+    """How to log in with keys: the user, the key pair, the regions and the hosts to use."""
+    regions = ", ".join(
+        f"{r.name} ({r.cluster_id}{'' if r.available else ', unavailable'})" for r in sim.regions
+    )
+    return [
+        f"user: {sim.user}",
+        f"access_key: {sim.access_key}",
+        f"secret_key: {sim.secret_key}",
+        f"regions: {regions}",
+        f"token, platform and AI hosts: {sim.url}",
+        f"export SCNET_USER={shlex.quote(sim.user)} "
+        f"SCNET_ACCESS_KEY={shlex.quote(sim.access_key)} "
+        f"SCNET_SECRET_KEY={shlex.quote(sim.secret_key)}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -452,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
             fault_kinds=[k for k in args.fault_kinds.split(",") if k],
             latency=args.latency,
             retry_after=args.retry_after,
+            user=args.user,
+            access_key=args.access_key,
+            secret_key=args.secret_key,
+            token_ttl=args.token_ttl,
         )
     except ValueError as exc:
         parser.error(str(exc))
