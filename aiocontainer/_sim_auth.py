@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import math
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ __all__ = [
     "Login",
     "Region",
     "TokenBook",
+    "center_data",
+    "first_available",
     "signature",
 ]
 
@@ -203,6 +206,32 @@ class Account:
 
     def __repr__(self) -> str:
         return f"Account(user={self.user!r}, access_key={self.access_key!r})"
+
+    @classmethod
+    def with_defaults(
+        cls,
+        user: str,
+        access_key: str | None,
+        secret_key: str | None,
+        password: str | None,
+        org_id: str,
+    ) -> Account:
+        """An account whose key pair and password are the given ones, else freshly generated."""
+        return cls(
+            user=user,
+            access_key=access_key if access_key is not None else secrets.token_hex(16),
+            secret_key=secret_key if secret_key is not None else secrets.token_hex(16),
+            password=password if password is not None else secrets.token_urlsafe(12),
+            org_id=org_id,
+        )
+
+
+def first_available(regions: Sequence[Region]) -> Region:
+    """The region ``sim.token`` belongs to; ValueError unless the regions make sense."""
+    usable = [region for region in regions if region.available]
+    if not usable or any(r.cluster_id == PLATFORM_CLUSTER_ID for r in regions):
+        raise ValueError("regions need at least one available region, none with id '0'")
+    return usable[0]
 
 
 class Login:

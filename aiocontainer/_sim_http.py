@@ -67,6 +67,8 @@ class Parts:
     token_ttl: float
     retry_after: float
     page_cap: int | None = None
+    churn: int = 0
+    keep: frozenset[str] = frozenset()  # never deleted by churn
     base_url: Callable[[], str] = lambda: ""
     # Requests held open by a hang or reset fault, cut off by suspend() and close().
     stalled: dict[asyncio.Future[None], asyncio.Transport | None] = field(default_factory=dict)
@@ -170,7 +172,7 @@ class _Endpoint:
     """How the middleware treats one platform route: its counter, its fault key, its id."""
 
     name: str
-    fault_key: Callable[[web.Request], str] | None = None
+    fault_keys: Callable[[web.Request], tuple[str, ...]] | None = None
     instance_id: Callable[[web.Request], str | None] = lambda request: None
     scripted_only: bool = False
 
@@ -183,19 +185,33 @@ def _restart_id(request: web.Request) -> str | None:
     return request.query.get("instanceServiceId") or None
 
 
+def _detail_keys(request: web.Request) -> tuple[str, ...]:
+    return (request.match_info["id"],)
+
+
+def _list_keys(request: web.Request) -> tuple[str, ...]:
+    # A page's own key comes first; a start given only in a JSON body counts as the list's.
+    start = request.query.get("start", "0")
+    return (f"{LIST_FAULT_KEY}:{start}", LIST_FAULT_KEY)
+
+
+def _tokens_keys(request: web.Request) -> tuple[str, ...]:
+    return (TOKENS_FAULT_KEY,)
+
+
+def _center_keys(request: web.Request) -> tuple[str, ...]:
+    return (CENTER_FAULT_KEY,)
+
+
 _ENDPOINTS: Mapping[str, _Endpoint] = {
-    "detail": _Endpoint("detail", fault_key=_path_id, instance_id=_path_id),
-    "list": _Endpoint("list", fault_key=lambda request: LIST_FAULT_KEY),
+    "detail": _Endpoint("detail", fault_keys=_detail_keys, instance_id=_path_id),
+    "list": _Endpoint("list", fault_keys=_list_keys),
     "restart": _Endpoint("restart", instance_id=_restart_id),
-    "tokens": _Endpoint("tokens", fault_key=lambda r: TOKENS_FAULT_KEY, scripted_only=True),
-    "tokens_password": _Endpoint(
-        "tokens_password", fault_key=lambda r: TOKENS_FAULT_KEY, scripted_only=True
-    ),
-    "tokens_next": _Endpoint(
-        "tokens_next", fault_key=lambda r: TOKENS_FAULT_KEY, scripted_only=True
-    ),
+    "tokens": _Endpoint("tokens", fault_keys=_tokens_keys, scripted_only=True),
+    "tokens_password": _Endpoint("tokens_password", fault_keys=_tokens_keys, scripted_only=True),
+    "tokens_next": _Endpoint("tokens_next", fault_keys=_tokens_keys, scripted_only=True),
     "tokens_state": _Endpoint("tokens_state"),
-    "center": _Endpoint("center", fault_key=lambda r: CENTER_FAULT_KEY, scripted_only=True),
+    "center": _Endpoint("center", fault_keys=_center_keys, scripted_only=True),
 }
 
 
@@ -209,9 +225,9 @@ def _platform_middleware(parts: Parts) -> Any:
         delay = parts.latency.draw()
         if delay > 0:
             await asyncio.sleep(delay)
-        if endpoint.fault_key is not None:
-            key = endpoint.fault_key(request)
-            fault = parts.faults.take(key, scripted_only=endpoint.scripted_only)
+        if endpoint.fault_keys is not None:
+            keys = endpoint.fault_keys(request)
+            fault = parts.faults.take(*keys, scripted_only=endpoint.scripted_only)
             if fault is not None:
                 return await _faulted(parts, request, fault, handler)
         return await handler(request)
@@ -287,6 +303,9 @@ class _Platform:
         query = parse_list_query(params)
         if isinstance(query, str):
             return _json_response(_ERRORS[query])
+        if self._parts.churn:
+            # Other users at work between two pages: the later pages shift under the listing.
+            self._world.churn(self._parts.churn, keep=self._parts.keep)
         return _json_response(self._world.list_envelope(query, cap=self._parts.page_cap))
 
     async def restart(self, request: web.Request) -> web.StreamResponse:
@@ -403,6 +422,7 @@ class _Controls:
             web.post("/instances/{id}/faults", c(self.script_faults)),
             web.post("/faults", c(self.faults)),
             web.post("/latency", c(self.latency)),
+            web.post("/listing", c(self.listing)),
             web.post("/tokens", c(self.issue_token)),
             web.post("/tokens/expire", c(self.expire_token)),
         ]
@@ -436,7 +456,8 @@ class _Controls:
         return await self.clock(request)
 
     async def instances(self, request: web.Request) -> Any:
-        return {"ids": self._world.ids(), "statuses": self._world.statuses()}
+        world = self._world
+        return {"ids": world.ids(), "statuses": world.statuses(), "deleted": world.deleted_ids()}
 
     async def add(self, request: web.Request) -> Any:
         body = await _control_body(request)
@@ -502,6 +523,16 @@ class _Controls:
             raise ValueError("'latency' must be seconds or [low, high]")
         self._parts.latency.set(latency)
         return {"latency": list(self._parts.latency.every)}
+
+    async def listing(self, request: web.Request) -> Any:
+        body = await _control_body(request)
+        parts = self._parts
+        cap = int(_number(body, "pageCap", default=parts.page_cap or 1))
+        churn = int(_number(body, "churn", default=parts.churn))
+        if cap < 1 or churn < 0:
+            raise ValueError("'pageCap' must be >= 1 and 'churn' >= 0")
+        parts.page_cap, parts.churn = cap, churn
+        return {"pageCap": cap, "churn": churn}
 
     async def issue_token(self, request: web.Request) -> Any:
         body = await _control_body(request)

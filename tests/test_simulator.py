@@ -94,6 +94,7 @@ def cli() -> Iterator[Cli]:
             "aiocontainer.simulator",
             *("--port", "0", "--instances", "5", "--seed", "3", "--token", "T"),
             *("--access-key", "AKFIXED", "--secret-key", "SKFIXED", "--token-ttl", "120"),
+            *("--page-cap", "4", "--churn", "0"),
         ],
         cwd=ROOT,
         env=env,
@@ -136,7 +137,7 @@ def test_cli_serves_until_signalled(cli: Cli, signum: int) -> None:
     )
     assert response.json()["data"] == SEED_SAMPLE["data"]
     listing = requests.get(base_url + LIST, json={"limit": 10}, headers={"token": "T"}, timeout=5)
-    assert len(listing.json()["data"]) == 5
+    assert len(listing.json()["data"]) == 4  # --page-cap 4, though 5 were asked for
     cli.proc.send_signal(signum)
     assert cli.proc.wait(10) == 0
     assert cli.proc.stderr is not None
@@ -155,7 +156,15 @@ def read_until(cli: Cli, prefixes: tuple[str, ...]) -> dict[str, str]:
 
 
 def test_cli_prints_the_key_pair_it_accepts(cli: Cli) -> None:
-    prefixes = ("base_url: ", "user: ", "access_key: ", "secret_key: ", "export SCNET_")
+    prefixes = (
+        "base_url: ",
+        "user: ",
+        "access_key: ",
+        "secret_key: ",
+        "export SCNET_",
+        "list its instances: ",
+        "ids and statuses (no token): ",
+    )
     seen = read_until(cli, prefixes)
     assert (seen["user: "], seen["access_key: "], seen["secret_key: "]) == (
         "magic2",
@@ -163,6 +172,10 @@ def test_cli_prints_the_key_pair_it_accepts(cli: Cli) -> None:
         "SKFIXED",
     )
     assert "SCNET_ACCESS_KEY=AKFIXED" in seen["export SCNET_"]
+    assert seen["list its instances: "].startswith("aiocontainer list")
+    assert "pages of at most 4" in seen["list its instances: "]
+    ids_url = seen["ids and statuses (no token): "].removeprefix("curl ")
+    assert len(requests.get(ids_url, timeout=5).json()["ids"]) == 5
     stamp = str(int(time.time()))
     headers = {"user": "magic2", "accessKey": "AKFIXED", "timestamp": stamp}
     headers["signature"] = signature(

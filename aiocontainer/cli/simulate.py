@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from aiocontainer.cli._exits import UsageError
-from aiocontainer.simulator import DEFAULT_FAULT_MIX, FAULT_KINDS, Simulator
+from aiocontainer.simulator import DEFAULT_FAULT_MIX, DEFAULT_PAGE_CAP, FAULT_KINDS, Simulator
 
 if TYPE_CHECKING:
     from aiocontainer.cli._parser import Commands
@@ -73,6 +73,18 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--secret-key", help="the secret key logins are signed with (default: generated)"
     )
     parser.add_argument(
+        "--page-cap",
+        type=int,
+        default=DEFAULT_PAGE_CAP,
+        help=f"most entries one list page holds, whatever limit asks (default {DEFAULT_PAGE_CAP})",
+    )
+    parser.add_argument(
+        "--churn",
+        type=int,
+        default=0,
+        help="instances created, and as many deleted, before each list page (default 0)",
+    )
+    parser.add_argument(
         "--token-ttl",
         type=float,
         default=24 * 3600.0,
@@ -108,6 +120,8 @@ def make_simulator(args: argparse.Namespace) -> Simulator:
             access_key=args.access_key,
             secret_key=args.secret_key,
             token_ttl=args.token_ttl,
+            page_cap=args.page_cap,
+            churn=args.churn,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -165,6 +179,7 @@ async def _serve_until_signalled(sim: Simulator, out: TextIO) -> None:
                 f"token: {sim.token}",
                 export,
                 *_login_lines(sim),
+                *_listing_lines(sim),
                 "Stop with Ctrl-C.",
                 sep="\n",
                 file=out,
@@ -194,4 +209,15 @@ def _login_lines(sim: Simulator) -> list[str]:
         f"export SCNET_USER={shlex.quote(sim.user)} "
         f"SCNET_ACCESS_KEY={shlex.quote(sim.access_key)} "
         f"SCNET_SECRET_KEY={shlex.quote(sim.secret_key)}",
+    ]
+
+
+def _listing_lines(sim: Simulator) -> list[str]:
+    """How to list the simulated instances: with the client, over HTTP, and the control view."""
+    return [
+        f"list its instances: aiocontainer list   (with the first export above; pages of at most "
+        f"{sim.page_cap}, churn {sim.churn} per page)",
+        f"  or: curl -H 'token: <token>' '{sim.url}/ai/openapi/v2/instance-service/task"
+        "?start=0&limit=100'",
+        f"ids and statuses (no token): curl {sim.url}/_sim/instances",
     ]
