@@ -26,6 +26,8 @@ async def interruptibly(coro: Awaitable[int]) -> int:
 
     def interrupt() -> None:
         nonlocal interrupted
+        if interrupted:
+            return  # already stopping: a second Ctrl-C must not cut the cleanup short
         interrupted = True
         task.cancel()
 
@@ -43,6 +45,10 @@ async def interruptibly(coro: Awaitable[int]) -> int:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+            if interrupted:
+                # Stopping already: later signals are ignored until the process exits, so the
+                # rest of the shutdown (the checkpoint's last write included) runs to its end.
+                signal.signal(signum, signal.SIG_IGN)
 
 
 def run_with_client(
