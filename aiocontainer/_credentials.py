@@ -13,7 +13,6 @@ Rule 3: the scnet-cli profile file is read, never written; unknown keys in it ar
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import warnings
@@ -24,6 +23,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
+from aiocontainer._json import JSONError, loads
 from aiocontainer._signing import LOGIN_PATH, check_header_value, signed_headers
 from aiocontainer.errors import CredentialsError
 
@@ -300,8 +300,8 @@ def _read_config(path: Path) -> dict[str, Any]:
     if len(raw) > 1024 * 1024:
         raise CredentialsError(f"{path} is larger than 1 MiB; not an scnet-cli config")
     try:
-        config = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError):
+        config = loads(raw)
+    except JSONError:
         raise CredentialsError(f"{path} is not valid JSON") from None
     if not isinstance(config, dict):
         raise CredentialsError(f"{path} does not hold a JSON object")
