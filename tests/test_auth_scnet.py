@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -189,8 +190,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def platform(clock: FakeClock) -> AsyncIterator[FakePlatform]:
+async def started(clock: Any) -> AsyncIterator[FakePlatform]:
     fake = FakePlatform(clock=clock)
     await fake.start()
     try:
@@ -198,6 +198,20 @@ async def platform(clock: FakeClock) -> AsyncIterator[FakePlatform]:
     finally:
         assert fake.server is not None
         await fake.server.close()
+
+
+@pytest.fixture
+async def platform(clock: FakeClock) -> AsyncIterator[FakePlatform]:
+    """The scripted platform on the test's fake clock."""
+    async for fake in started(clock):
+        yield fake
+
+
+@pytest.fixture
+async def live_platform() -> AsyncIterator[FakePlatform]:
+    """The scripted platform on the wall clock, for runs through a real ContainerClient."""
+    async for fake in started(time.time):
+        yield fake
 
 
 class Sleeps:
@@ -236,12 +250,10 @@ async def test_regions_from_one_signed_login(platform: FakePlatform, clock: Fake
 
 
 async def test_client_uses_the_enabled_center_url_with_ai_stripped(
-    platform: FakePlatform,
+    live_platform: FakePlatform,
 ) -> None:
-    import time
-
+    platform = live_platform
     async with make_auth(platform, time.time) as auth:
-        platform.clock = time.time
         assert await auth.ai_urls("East") == [f"{platform.url}/ai"]
         async with await auth.client("East", concurrency=4) as client:
             assert client.base_url == platform.url
@@ -466,10 +478,8 @@ async def test_short_lived_tokens_cost_one_call_per_token_lifetime(
         assert calls >= 200 // 20  # and it did renew, or the check above would have failed
 
 
-async def test_10008_leads_to_one_renewal(platform: FakePlatform) -> None:
-    import time
-
-    platform.clock = time.time
+async def test_10008_leads_to_one_renewal(live_platform: FakePlatform) -> None:
+    platform = live_platform
     async with make_auth(platform, time.time) as auth:
         async with await auth.client("East", max_attempts=1) as client:
             await client.get_instance(SEED_ID)
@@ -489,12 +499,10 @@ async def test_10008_leads_to_one_renewal(platform: FakePlatform) -> None:
 
 
 async def test_secret_key_absent_from_logs_reprs_errors_and_headers(
-    platform: FakePlatform, caplog: pytest.LogCaptureFixture
+    live_platform: FakePlatform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import time
-
+    platform = live_platform
     caplog.set_level(logging.DEBUG, logger="aiocontainer")
-    platform.clock = time.time
     texts: list[str] = []
     creds = Credentials(USER, AK, SK)
     platform.login_faults = [503]
