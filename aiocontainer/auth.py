@@ -420,7 +420,11 @@ class ScnetAuth:
                 ssl=self._ssl if self._ssl is not None else True,
             ) as response:
                 status = response.status
-                body = await response.content.read(_MAX_BODY + 1)
+                body = b""
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > _MAX_BODY:
+                        break
         except _FOREIGN_ERRORS as exc:
             failure = TransportError(f"{method} {_path(url)}: {self._short(exc, headers)}")
         if failure is not None:

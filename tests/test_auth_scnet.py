@@ -29,6 +29,7 @@ from aiocontainer import (
     Region,
     RegionNotFoundError,
     RegionUnavailableError,
+    ResponseError,
     ScnetAuth,
     TransportError,
 )
@@ -72,6 +73,7 @@ class FakePlatform:
     revoked: set[str] = attrs.field(factory=set)
     always_10008: bool = False
     enabled_urls: int = 1
+    center_padding: int = 0  # characters of filler in the center's answer
     issued: dict[str, Issued] = attrs.field(factory=dict)
     calls: Counter[str] = attrs.field(factory=Counter)
     headers_seen: list[dict[str, str]] = attrs.field(factory=list)
@@ -154,7 +156,8 @@ class FakePlatform:
             return self.refuse("10001", "internal_error")
         urls = [{"enable": "true", "version": "v2", "url": f"{self.url}/ai"}] * self.enabled_urls
         urls.append({"enable": "false", "version": "v1", "url": "http://127.0.0.1:9/ai"})
-        return self.ok({"aiUrls": urls, "clusterUserInfo": {"userName": "acct01"}})
+        info = {"userName": "acct01", "filler": "x" * self.center_padding}
+        return self.ok({"aiUrls": urls, "clusterUserInfo": info})
 
     async def detail(self, request: web.Request) -> web.StreamResponse:
         self.calls["detail"] += 1
@@ -299,6 +302,18 @@ async def test_center_without_an_enabled_url_makes_the_region_unavailable(
             await auth.client("East")
         assert info.value.reason == "no_ai_url"
     assert platform.calls["detail"] == 0
+
+
+async def test_a_long_answer_is_read_whole_and_an_oversized_one_refused(
+    platform: FakePlatform, clock: FakeClock
+) -> None:
+    platform.center_padding = 900_000  # many chunks on the wire, under the 1 MiB bound
+    async with make_auth(platform, clock) as auth:
+        assert await auth.ai_urls("East") == [f"{platform.url}/ai"]
+    platform.center_padding = 1_100_000
+    async with make_auth(platform, clock) as auth:
+        with pytest.raises(ResponseError, match="larger than 1048576 bytes"):
+            await auth.ai_urls("East")
 
 
 async def test_ai_override_of_the_profile_replaces_the_center(
