@@ -300,3 +300,72 @@ class WaitTimeoutError(WaitError):
 
 class WaitFailedError(WaitError):
     """The instance reached a status listed in ``fail_on``."""
+
+
+# -- Credentials, tokens and regions (aiocontainer.auth) ----------------------------------------
+#
+#   AiocontainerError
+#   └── AuthError                               getting or renewing a platform token failed
+#       ├── CredentialsError (also ValueError)  credentials missing or unreadable; before any I/O
+#       ├── LoginError(code, msg, http_status)  the platform refused the keys, signature or time
+#       ├── RegionNotFoundError (also LookupError)  no such region, or none chosen among several
+#       └── RegionUnavailableError              the region has no token or no AI URL
+
+__all__ += [
+    "AuthError",
+    "CredentialsError",
+    "LoginError",
+    "RegionNotFoundError",
+    "RegionUnavailableError",
+]
+
+
+class AuthError(AiocontainerError):
+    """Getting a token, a region or its AI URL from the platform failed."""
+
+
+class CredentialsError(AuthError, ValueError):
+    """Credentials are missing or unreadable (environment, profile file); nothing was sent."""
+
+
+class LoginError(AuthError):
+    """The platform refused to issue tokens: wrong keys, a refused signature or a stale timestamp.
+
+    Never retried: the same keys and clock would be refused again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        msg: str = "",
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        #: The envelope's ``code``, if the answer had one.
+        self.code = code
+        #: The envelope's ``msg``, if the answer had one.
+        self.msg = msg
+        self.http_status = http_status
+
+
+class RegionNotFoundError(AuthError, LookupError):
+    """No region has that name or cluster id, or none was chosen while several have a token."""
+
+    def __init__(self, message: str, *, known: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        #: The regions that could have been chosen, as ``name (cluster id)``.
+        self.known: tuple[str, ...] = tuple(known)
+
+
+class RegionUnavailableError(AuthError):
+    """The region exists but cannot serve container calls; ``reason`` says why."""
+
+    def __init__(self, message: str, *, region: str, reason: str) -> None:
+        super().__init__(message)
+        #: The region's name.
+        self.region = region
+        #: Why: ``"no_token"`` (account disabled or in arrears), ``"platform"`` (the platform's
+        #: own token) or ``"no_ai_url"`` (the center lists no enabled AI URL).
+        self.reason = reason

@@ -15,6 +15,7 @@ PURE = ["_protocol.py", "_convert.py", "_diff.py", "models.py", "errors.py", "_j
 PURE += ["_sim_world.py", "_sim_lifecycle.py", "_sim_faults.py", "_sim_auth.py"]
 PURE += ["_schedule.py", "_lifecycle.py", "_checkpoint.py"]
 PURE += ["_options.py", "_version.py"]
+PURE += ["_signing.py", "_regions.py", "_credentials.py"]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -67,7 +68,7 @@ def test_only_client_and_simulator_import_aiohttp() -> None:
         for path in PACKAGE.glob("*.py")
         if any(name.split(".")[0] == "aiohttp" for name in imported_modules(path))
     }
-    assert users <= {"client.py", "simulator.py", "_sim_http.py"}
+    assert users <= {"client.py", "simulator.py", "_sim_http.py", "auth.py"}
     assert "client.py" in users
 
 
