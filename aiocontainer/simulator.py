@@ -15,7 +15,6 @@ delayed or counted.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import copy
@@ -23,8 +22,6 @@ import json
 import math
 import random
 import secrets
-import shlex
-import signal
 import socket
 import struct
 import sys
@@ -34,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import Any
 
 from aiohttp import web
 
@@ -999,103 +996,11 @@ def _flag(body: Mapping[str, Any], name: str, *, default: bool) -> bool:
 # ----- command line ------------------------------------------------------------------------------
 
 
-def _latency_arg(text: str) -> tuple[float, float]:
-    try:
-        parts = [float(v) for v in text.split(",")]
-        if len(parts) not in (1, 2):
-            raise ValueError("too many values")
-        return latency_range(parts[0] if len(parts) == 1 else parts)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected SECONDS or LOW,HIGH: {exc}") from None
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aiocontainer simulate",
-        description="Serve a simulated SCNet container-instance API until Ctrl-C or SIGTERM.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port to bind; 0 picks a free one")
-    parser.add_argument("--token", help="a fixed token accepted forever (default: issue one)")
-    parser.add_argument("--instances", type=int, default=50, help="instances to generate")
-    parser.add_argument("--seed", type=int, default=1, help="seed for instances and schedules")
-    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
-    parser.add_argument(
-        "--fault-rate", type=float, default=0.0, help="share of detail/list requests faulted"
-    )
-    parser.add_argument(
-        "--fault-kinds",
-        default=",".join(DEFAULT_FAULT_MIX),
-        help=f"comma-separated mix of: {', '.join(FAULT_KINDS)}",
-    )
-    parser.add_argument(
-        "--latency",
-        type=_latency_arg,
-        default=(0.0, 0.0),
-        help="seconds added to each answer, or LOW,HIGH for a random delay",
-    )
-    parser.add_argument("--retry-after", type=float, default=1, help="Retry-After of http_429")
-    return parser
-
-
-async def _serve_until_signalled(sim: Simulator, out: TextIO) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
-    try:
-        async with sim:
-            export = (
-                f"export AIOCONTAINER_BASE_URL={shlex.quote(sim.base_url)} "
-                f"AIOCONTAINER_TOKEN={shlex.quote(sim.token)}"
-            )
-            print(
-                f"aiocontainer simulator: {len(sim.instance_ids)} instances, "
-                f"speed {sim.speed:g}x, fault rate {sim.fault_rate:g}",
-                f"base_url: {sim.base_url}",
-                f"token: {sim.token}",
-                export,
-                "Stop with Ctrl-C.",
-                sep="\n",
-                file=out,
-                flush=True,
-            )
-            await stop.wait()
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the simulator in the foreground until SIGINT or SIGTERM; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        sim = Simulator(
-            host=args.host,
-            port=args.port,
-            token=args.token,
-            instances=args.instances,
-            seed=args.seed,
-            speed=args.speed,
-            fault_rate=args.fault_rate,
-            fault_kinds=[k for k in args.fault_kinds.split(",") if k],
-            latency=args.latency,
-            retry_after=args.retry_after,
-        )
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        asyncio.run(_serve_until_signalled(sim, sys.stdout))
-    except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are unsupported
-        pass
-    except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    """Run the simulator in the foreground until SIGINT or SIGTERM (``aiocontainer simulate``)."""
+    from aiocontainer.cli.simulate import main as simulate
+
+    return simulate(argv)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,19 @@
-"""Shared fixtures: the seed example and a scripted detail server on 127.0.0.1."""
+"""Shared fixtures: the seed example, a scripted detail server on 127.0.0.1, and the harness that
+runs the ``aiocontainer`` command line as a subprocess against the simulator."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 import json
+import os
+import re
+import socket
+import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,8 @@ import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from aiocontainer.simulator import Simulator
 
 SAMPLES = Path(__file__).parent / "samples"
 DETAIL_PREFIX = "/ai/openapi/v2/instance-service/"
@@ -179,3 +187,174 @@ async def run_process(*command: str, env: dict[str, str], timeout: float) -> tup
             await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+# -- the command line, run as a subprocess ------------------------------------------------------
+
+SEED_ID = "4c1f43ddb030483e89b55413bee6c004"
+UNKNOWN_ID = "0123456789abcdef0123456789abcdef"
+TERMINAL = {"Completed", "Failed", "Terminated"}
+EXIT_CODES = {0, 1, 2, 3, 4, 130}
+# Generous: the machine is shared and slow at times; nothing here asserts a duration.
+RUN_TIMEOUT = 60.0
+LINE_TIMEOUT = 30.0
+CHANGE_LINE = re.compile(r"^(\d\d:\d\d:\d\d)  ([0-9a-f]{32})  (\S+) → (\S+)(  \(passed .+\))?$")
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """The test's environment without anything that would steer the CLI or its colours."""
+    steering = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AIOCONTAINER_") and key not in steering
+    }
+    env.update(extra)
+    return env
+
+
+def secret_parts(token: str) -> list[str]:
+    """The token and its payload and signature (a JWT's header is the same for every token)."""
+    return [token, *(part for part in token.split(".")[1:] if len(part) >= 16)]
+
+
+@dataclass
+class Result:
+    """How a CLI run ended."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+
+@dataclass
+class Running:
+    """A CLI process still running: read its stdout line by line, signal it, collect the rest."""
+
+    proc: asyncio.subprocess.Process
+    secrets: list[str]
+    seen: list[str] = field(default_factory=list)
+
+    async def line(self, timeout: float = LINE_TIMEOUT) -> str:
+        assert self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        assert raw, f"stdout ended early; lines so far: {self.seen}"
+        text = raw.decode().rstrip("\n")
+        self.seen.append(text)
+        return text
+
+    async def finish(self, timeout: float = RUN_TIMEOUT) -> Result:
+        try:
+            out, err = await asyncio.wait_for(self.proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise
+        assert self.proc.returncode is not None
+        lines = "".join(line + "\n" for line in self.seen)
+        result = Result(self.proc.returncode, lines + out.decode(), (err or b"").decode())
+        assert_secret_free(result, self.secrets)
+        return result
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def assert_secret_free(result: Result, secrets: Sequence[str]) -> None:
+    for secret in secrets:
+        for part in secret_parts(secret):
+            assert part not in result.out, "the token appeared on stdout"
+            assert part not in result.err, "the token appeared on stderr"
+
+
+def assert_one_line_hint(result: Result) -> None:
+    assert result.code == 2, result
+    assert result.out == ""
+    assert "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert result.err.startswith("aiocontainer: ")
+
+
+class Cli:
+    """Runs ``python -m aiocontainer`` with the simulator's base URL and token in the env."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.secrets = [sim.token]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return base_env(
+            AIOCONTAINER_BASE_URL=self.sim.base_url, AIOCONTAINER_TOKEN=self.sim.token, **extra
+        )
+
+    async def start(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        python: Sequence[str] = ("-m", "aiocontainer"),
+        stderr: int = asyncio.subprocess.PIPE,
+    ) -> Running:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-W",
+            "error",
+            *python,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            env=self.env() if env is None else env,
+        )
+        if stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin.encode())
+            await proc.stdin.drain()
+            proc.stdin.close()
+        return Running(proc, list(self.secrets))
+
+    async def run(self, *args: str, **options: Any) -> Result:
+        running = await self.start(*args, **options)
+        try:
+            return await running.finish()
+        finally:
+            await running.stop()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    """A frozen simulator: statuses move only when a test sets them (a test module may define
+    its own ``sim``)."""
+    async with Simulator(instances=6, seed=11, frozen=True) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def cli(sim: Simulator) -> Cli:
+    return Cli(sim)
+
+
+def requests(sim: Simulator) -> int:
+    return int(sim.stats["total"])
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def without_rich(*argv: str) -> tuple[str, ...]:
+    code = (
+        "import sys; sys.modules['rich'] = None; "
+        "from aiocontainer.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return ("-c", code, *argv)

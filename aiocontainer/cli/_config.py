@@ -1,0 +1,124 @@
+"""Where the API is and who we are: base URL, token, client, ids and logging from argv and env."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiocontainer import AiocontainerError, ContainerClient, InvalidInstanceIdError
+from aiocontainer.cli._exits import UsageError
+
+
+def setting(args: argparse.Namespace, name: str, env: str | None = None) -> Any:
+    """An option's value, else the environment variable's, else None."""
+    value = getattr(args, name, None)
+    if value is None and env is not None:
+        value = os.environ.get(env) or None
+    return value
+
+
+def resolve_token(args: argparse.Namespace) -> str:
+    """The token from --token-file, --token, AIOCONTAINER_TOKEN_FILE or AIOCONTAINER_TOKEN.
+
+    The command line wins over the environment; within each, a file wins over a bare token.
+    """
+    path = getattr(args, "token_file", None)
+    token = getattr(args, "token", None)
+    if not path and not token:
+        path = os.environ.get("AIOCONTAINER_TOKEN_FILE") or None
+        token = os.environ.get("AIOCONTAINER_TOKEN") or None
+    if path:
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read the token file {path}: {exc.strerror}") from None
+        if not token:
+            raise UsageError(f"the token file {path} is empty")
+        return token
+    if not token:
+        raise UsageError(
+            "no token: pass --token-file PATH, or set AIOCONTAINER_TOKEN "
+            "(try 'aiocontainer simulate' for a local one)"
+        )
+    return str(token).strip()
+
+
+def make_client(args: argparse.Namespace) -> ContainerClient:
+    """A ContainerClient from the command line and the environment."""
+    base_url = setting(args, "base_url", "AIOCONTAINER_BASE_URL")
+    if not base_url:
+        raise UsageError(
+            "no base URL: pass --base-url or set AIOCONTAINER_BASE_URL "
+            "(e.g. https://api01.example.com:65106)"
+        )
+    token = resolve_token(args)
+    options: dict[str, Any] = {}
+    if getattr(args, "timeout", None) is not None:
+        options["timeout"] = args.timeout
+    if getattr(args, "concurrency", None) is not None:
+        options["concurrency"] = args.concurrency
+    try:
+        return ContainerClient(base_url, token=token, **options)
+    except (ValueError, AiocontainerError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def read_ids(raw: Sequence[str], stdin: TextIO) -> list[str]:
+    """Expand '-' into the ids on stdin (one per line, blank lines and # comments skipped)."""
+    ids: list[str] = []
+    for item in raw:
+        if item == "-":
+            for line in stdin:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    ids.append(line)
+        else:
+            ids.append(item)
+    if not ids:
+        raise UsageError("no instance ids given")
+    return ids
+
+
+def check_ids(ids: Iterable[str]) -> None:
+    """Refuse the whole command if any id is invalid, before anything is sent."""
+    from aiocontainer._protocol import validate_instance_id
+
+    for instance_id in ids:
+        try:
+            validate_instance_id(instance_id)
+        except InvalidInstanceIdError as exc:
+            raise UsageError(str(exc)) from None
+
+
+class _Redact(logging.Filter):
+    """Blank the token out of any log record, ours or a dependency's."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret and self.secret in message:
+            record.msg = message.replace(self.secret, "***")
+            record.args = None
+        return True
+
+
+def setup_logging(verbosity: int, secret: str | None) -> None:
+    """Log to stderr at WARNING (-v) or DEBUG (-vv); nothing without -v."""
+    if not verbosity:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if secret:
+        handler.addFilter(_Redact(secret))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    logging.getLogger("aiocontainer").setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)

@@ -1,0 +1,96 @@
+"""The ``aiocontainer`` argument parser: global options and the list of command modules.
+
+Each command module has a ``register(commands)`` function that adds its sub-parser(s) through
+:meth:`Commands.add`, naming the function that runs it. Adding a command is one line in
+``COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
+
+import attrs
+
+from aiocontainer import __version__
+from aiocontainer.cli import demo, get, simulate, watch
+from aiocontainer.cli._exits import EXIT_CODES, EXIT_USAGE, exit_codes_epilog
+from aiocontainer.cli._options import connection_options, local_options
+
+# One line per command module, in the order of the help text.
+COMMAND_MODULES: tuple[Any, ...] = (
+    get,
+    watch,
+    simulate,
+    demo,
+)
+
+
+@attrs.frozen
+class Command:
+    """How ``main`` runs a parsed command."""
+
+    name: str
+    run: Callable[[argparse.Namespace], int]
+    connection: bool = True  # talks to the API: base URL and token are resolved first
+    needs_rich: bool = True  # prints through rich (tables, colours, progress bars)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are a one-line hint and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
+
+
+class Commands:
+    """The sub-parsers of ``aiocontainer``; command modules add themselves here."""
+
+    def __init__(self, subparsers: Any) -> None:
+        self._subparsers = subparsers
+
+    def add(
+        self,
+        name: str,
+        help_text: str,
+        description: str,
+        *,
+        run: Callable[[argparse.Namespace], int],
+        connection: bool = True,
+        request_timeout: bool = True,
+        needs_rich: bool = True,
+        exit_codes: Iterable[int] = EXIT_CODES,
+    ) -> argparse.ArgumentParser:
+        """Add a command; ``connection=False`` for one that brings its own simulator."""
+        parents = [connection_options(request_timeout=request_timeout)] if connection else []
+        parser: argparse.ArgumentParser = self._subparsers.add_parser(
+            name,
+            help=help_text,
+            description=textwrap.fill(description, 78),
+            epilog=exit_codes_epilog(exit_codes),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=parents or [local_options()],
+        )
+        parser.set_defaults(
+            command=Command(name, run, connection=connection, needs_rich=needs_rich)
+        )
+        return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``aiocontainer`` command."""
+    parser = Parser(
+        prog="aiocontainer",
+        description="Look up and watch SCNet container instances.",
+        epilog=exit_codes_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[connection_options()],
+    )
+    parser.add_argument("--version", action="version", version=f"aiocontainer {__version__}")
+    subparsers = parser.add_subparsers(metavar="COMMAND", parser_class=Parser)
+    commands = Commands(subparsers)
+    for module in COMMAND_MODULES:
+        module.register(commands)
+    return parser

@@ -1,0 +1,123 @@
+"""``aiocontainer demo``: the embedded simulator, watched live through the client and watcher."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING
+
+from aiocontainer import ContainerClient, InstanceWatcher, StatusChange
+from aiocontainer.cli import _output
+from aiocontainer.cli._exits import EXIT_OK
+from aiocontainer.cli._options import fraction, positive_float, positive_int
+from aiocontainer.cli._run import run_async
+
+if TYPE_CHECKING:
+    from aiocontainer.cli._parser import Commands
+
+
+def register(commands: Commands) -> None:
+    """Add ``demo`` to the command line."""
+    parser = commands.add(
+        "demo",
+        "watch a simulated platform live, then print a summary",
+        "Start the embedded simulator, watch all its instances through the real client and "
+        "watcher, print every transition as it happens and a summary at the end. It needs no "
+        "base URL or token.",
+        run=run,
+        connection=False,
+    )
+    parser.add_argument(
+        "--instances",
+        type=positive_int,
+        default=12,
+        metavar="N",
+        help="instances to simulate (default 12)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=positive_float,
+        default=20.0,
+        metavar="F",
+        help="simulated seconds per real second (default 20)",
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=fraction,
+        default=0.15,
+        metavar="F",
+        help="share of requests the simulator answers with a fault (default 0.15)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=positive_float,
+        default=0.5,
+        metavar="S",
+        help="seconds between polls (default 0.5)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, help="seed for the simulated instances (default 1)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo until every instance is terminal."""
+    return run_async(demo(args))
+
+
+async def demo(args: argparse.Namespace) -> int:
+    """The embedded simulator, watched live through the real client and watcher."""
+    from aiocontainer.simulator import Simulator
+
+    out = _output.console(stderr=False)
+    started = time.monotonic()
+    async with Simulator(
+        instances=args.instances,
+        seed=args.seed,
+        speed=args.speed,
+        fault_rate=args.fault_rate,
+    ) as sim:
+        out.print(
+            f"[bold]aiocontainer demo[/bold]: simulator at {sim.base_url}, "
+            f"{len(sim.instance_ids)} instances, {args.speed:g}x speed, "
+            f"{args.fault_rate:.0%} of requests faulted"
+        )
+        errors: dict[str, int] = {}
+        async with ContainerClient(
+            sim.base_url, token=sim.token, backoff_factor=0.05, backoff_max=0.5, timeout=2.0
+        ) as client:
+            watcher = InstanceWatcher(
+                client, sim.instance_ids, interval=args.interval, stop_when_all_terminal=True
+            )
+
+            @watcher.on_change
+            def show(change: StatusChange) -> None:
+                stamp = f"{time.monotonic() - started:6.1f}s"
+                previous = _output.styled(change.previous) if change.previous else "·"
+                skipped = (
+                    f" [dim](passed {', '.join(change.skipped)})[/dim]" if change.skipped else ""
+                )
+                current = _output.styled(change.current)
+                out.print(f"{stamp}  {change.instance_id}  {previous} → {current}{skipped}")
+
+            @watcher.on_error
+            def count_error(instance_id: str | None, exc: Exception) -> None:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+
+            await watcher.run()
+            stats = client.stats
+            final = watcher.snapshot()
+
+    out.print(_output.summary_table("final status", final.items()))
+    counts: dict[str, int] = {}
+    for detail in final.values():
+        counts[detail.status] = counts.get(detail.status, 0) + 1
+    out.print(
+        "outcome: " + ", ".join(f"{_output.styled(s)} {n}" for s, n in sorted(counts.items()))
+    )
+    out.print(
+        f"requests {stats.requests}, retries {stats.retries}, failed lookups {stats.failures}"
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(errors.items()))})" if errors else "")
+        + f", {time.monotonic() - started:.1f} s"
+    )
+    return EXIT_OK

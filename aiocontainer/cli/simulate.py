@@ -1,0 +1,158 @@
+"""``aiocontainer simulate`` (also ``python -m aiocontainer.simulator``): the embedded platform
+served in the foreground until Ctrl-C or SIGTERM. It needs only the core dependencies."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shlex
+import signal
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from aiocontainer.cli._exits import UsageError
+from aiocontainer.simulator import DEFAULT_FAULT_MIX, FAULT_KINDS, Simulator
+
+if TYPE_CHECKING:
+    from aiocontainer.cli._parser import Commands
+
+PROG = "aiocontainer simulate"
+DESCRIPTION = "Serve a simulated SCNet container-instance API until Ctrl-C or SIGTERM."
+EXIT_CANNOT_LISTEN = 1
+
+
+def register(commands: Commands) -> None:
+    """Add ``simulate`` to the command line."""
+    parser = commands.add(
+        "simulate",
+        "run the embedded platform simulator in the foreground",
+        DESCRIPTION,
+        run=run,
+        connection=False,
+        needs_rich=False,
+        exit_codes=(0, 1, 2),
+    )
+    add_options(parser)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The simulator's options, for ``aiocontainer simulate`` and ``-m aiocontainer.simulator``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port to bind; 0 picks a free one")
+    parser.add_argument(
+        "--token",
+        dest="fixed_token",
+        metavar="TOKEN",
+        help="a fixed token accepted forever (default: issue one)",
+    )
+    parser.add_argument("--instances", type=int, default=50, help="instances to generate")
+    parser.add_argument("--seed", type=int, default=1, help="seed for instances and schedules")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of detail/list requests faulted"
+    )
+    parser.add_argument(
+        "--fault-kinds",
+        default=",".join(DEFAULT_FAULT_MIX),
+        help=f"comma-separated mix of: {', '.join(FAULT_KINDS)}",
+    )
+    parser.add_argument(
+        "--latency",
+        type=_latency,
+        default=(0.0, 0.0),
+        help="seconds added to each answer, or LOW,HIGH for a random delay",
+    )
+    parser.add_argument("--retry-after", type=float, default=1, help="Retry-After of http_429")
+
+
+def _latency(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected SECONDS or LOW,HIGH: {exc}") from None
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError("expected SECONDS or LOW,HIGH: too many values")
+    return (parts[0], parts[-1])
+
+
+def make_simulator(args: argparse.Namespace) -> Simulator:
+    """A Simulator from the parsed options; a value it refuses is a ``UsageError``."""
+    try:
+        return Simulator(
+            host=args.host,
+            port=args.port,
+            token=args.fixed_token,
+            instances=args.instances,
+            seed=args.seed,
+            speed=args.speed,
+            fault_rate=args.fault_rate,
+            fault_kinds=[k for k in args.fault_kinds.split(",") if k],
+            latency=args.latency,
+            retry_after=args.retry_after,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM; 0 after a signal, 1 if the port cannot be bound."""
+    return serve(make_simulator(args), args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m aiocontainer.simulator``: the same options and behaviour as ``simulate``."""
+    from aiocontainer.cli._parser import Parser
+
+    parser = Parser(prog=PROG, description=DESCRIPTION)
+    add_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        sim = make_simulator(args)
+    except UsageError as exc:
+        parser.error(str(exc))
+    return serve(sim, args)
+
+
+def serve(sim: Simulator, args: argparse.Namespace) -> int:
+    """Serve ``sim`` in the foreground; the exit status."""
+    try:
+        asyncio.run(_serve_until_signalled(sim, sys.stdout))
+    except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are unsupported
+        pass
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_LISTEN
+    return 0
+
+
+async def _serve_until_signalled(sim: Simulator, out: TextIO) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+    try:
+        async with sim:
+            export = (
+                f"export AIOCONTAINER_BASE_URL={shlex.quote(sim.base_url)} "
+                f"AIOCONTAINER_TOKEN={shlex.quote(sim.token)}"
+            )
+            print(
+                f"aiocontainer simulator: {len(sim.instance_ids)} instances, "
+                f"speed {sim.speed:g}x, fault rate {sim.fault_rate:g}",
+                f"base_url: {sim.base_url}",
+                f"token: {sim.token}",
+                export,
+                "Stop with Ctrl-C.",
+                sep="\n",
+                file=out,
+                flush=True,
+            )
+            await stop.wait()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,229 @@
+"""``aiocontainer watch`` and ``aiocontainer wait`` (``aiocontainer.cli.watch``)."""
+
+from __future__ import annotations
+
+import json
+import signal
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiocontainer.simulator import Simulator
+from tests.conftest import CHANGE_LINE, LINE_TIMEOUT, TERMINAL, UNKNOWN_ID, Cli, eventually
+
+
+@pytest.mark.parametrize(
+    ("status", "args", "code", "says"),
+    [
+        ("Running", ["--for", "Running"], 0, "Running"),
+        ("Completed", ["--for", "Running,Completed"], 0, "Completed"),
+        ("Failed", ["--for", "Running"], 1, "Failed  (failed: wanted Running)"),
+        (
+            "Deploying",
+            ["--for", "Running", "--fail-on", "Deploying,Failed"],
+            1,
+            "Deploying  (failed: wanted Running)",
+        ),
+        ("Waiting", ["--for", "Running", "--timeout", "1"], 3, "Waiting  (timed out after 1 s)"),
+    ],
+)
+async def test_wait_exit_codes(
+    cli: Cli, sim: Simulator, status: str, args: list[str], code: int, says: str
+) -> None:
+    instance_id = sim.instance_ids[2]
+    sim.set_status(instance_id, status, hold=True)
+    result = await cli.run("wait", instance_id, *args, "--interval", "0.2")
+    assert result.code == code, result
+    assert result.lines() == [f"{instance_id}  {says}"]
+    assert "Traceback" not in result.err
+
+
+async def test_wait_returns_once_the_status_is_reached(cli: Cli, sim: Simulator) -> None:
+    instance_id = sim.instance_ids[3]
+    sim.set_status(instance_id, "Waiting")
+    running = await cli.start("wait", instance_id, "--for", "Running", "--interval", "0.2")
+    try:
+        await eventually(
+            lambda: sim.stats["instances"].get(instance_id, 0) >= 2, within=LINE_TIMEOUT
+        )
+        assert running.proc.returncode is None, "wait must not end while the instance waits"
+        sim.set_status(instance_id, "Running")
+        result = await running.finish()
+    finally:
+        await running.stop()
+    assert result.code == 0, result
+    assert result.lines() == [f"{instance_id}  Running"]
+
+
+async def test_wait_for_an_unknown_instance_exits_4(cli: Cli) -> None:
+    result = await cli.run("wait", UNKNOWN_ID, "--for", "Running", "--interval", "0.1")
+    assert result.code == 4
+    assert "10004" in result.err
+
+
+async def test_watch_ends_with_4_once_every_instance_is_gone(cli: Cli) -> None:
+    result = await cli.run("watch", UNKNOWN_ID, "--interval", "0.1")
+    assert result.code == 4
+    assert "InstanceGoneError" in result.err
+    assert "no instance left to watch" in result.err
+
+
+async def test_watch_jsonl_until_terminal(cli: Cli, sim: Simulator) -> None:
+    first, second = sim.instance_ids[1:3]
+    sim.set_status(first, "Waiting")
+    sim.set_status(second, "Deploying")
+    running = await cli.start(
+        "watch", first, second, "--interval", "0.2", "--until-terminal", "-o", "jsonl"
+    )
+    try:
+        initial = [json.loads(await running.line()) for _ in range(2)]
+        initial.sort(key=lambda c: str(c["instance_id"]))
+        sim.set_status(first, "Running")
+        to_running = json.loads(await running.line())
+        sim.set_status(second, "Failed")
+        to_failed = json.loads(await running.line())
+        sim.set_status(first, "Completed")
+        to_completed = json.loads(await running.line())
+        result = await running.finish()
+    finally:
+        await running.stop()
+    assert result.code == 0, result
+
+    fields = {"instance_id", "previous", "current", "observed_at", "seq", "skipped"}
+    for change in [*initial, to_running, to_failed, to_completed]:
+        assert set(change) == fields
+        assert datetime.fromisoformat(change["observed_at"]).utcoffset() is not None
+    expected_initial = sorted(
+        [
+            {"instance_id": first, "previous": None, "current": "Waiting"},
+            {"instance_id": second, "previous": None, "current": "Deploying"},
+        ],
+        key=lambda c: str(c["instance_id"]),
+    )
+    for change, expected in zip(initial, expected_initial, strict=True):
+        assert change.items() >= {**expected, "seq": 1, "skipped": []}.items()
+    assert (
+        to_running.items()
+        >= {
+            "instance_id": first,
+            "previous": "Waiting",
+            "current": "Running",
+            "seq": 2,
+            "skipped": ["Deploying"],
+        }.items()
+    )
+    assert (
+        to_failed.items()
+        >= {
+            "instance_id": second,
+            "previous": "Deploying",
+            "current": "Failed",
+            "seq": 2,
+            "skipped": ["Running"],
+        }.items()
+    )
+    assert (
+        to_completed.items()
+        >= {
+            "instance_id": first,
+            "previous": "Running",
+            "current": "Completed",
+            "seq": 3,
+            "skipped": [],
+        }.items()
+    )
+    assert len(result.lines()) == 5, "nothing printed for polls that saw no change"
+
+
+async def test_watch_text_prints_one_line_per_change(cli: Cli, sim: Simulator) -> None:
+    instance_id = sim.instance_ids[4]
+    sim.set_status(instance_id, "Waiting")
+    running = await cli.start("watch", instance_id, "--interval", "0.2", "--until-terminal")
+    try:
+        first = await running.line()
+        sim.set_status(instance_id, "Completed")
+        result = await running.finish()
+    finally:
+        await running.stop()
+    assert result.code == 0, result
+    assert result.lines()[0] == first
+    matches = [CHANGE_LINE.match(line) for line in result.lines()]
+    assert all(matches), result.lines()
+    assert [(m[2], m[3], m[4]) for m in matches if m] == [
+        (instance_id, "·", "Waiting"),
+        (instance_id, "Waiting", "Completed"),
+    ]
+    assert result.lines()[1].endswith("  (passed Deploying, Running)")
+
+
+async def test_watch_reads_ids_from_stdin(cli: Cli, sim: Simulator) -> None:
+    ids = sim.instance_ids[1:4]
+    for instance_id in ids:
+        sim.set_status(instance_id, "Terminated")
+    result = await cli.run(
+        "watch", "-", "--interval", "0.2", "--until-terminal", "-o", "jsonl", stdin="\n".join(ids)
+    )
+    assert result.code == 0, result
+    changes = [json.loads(line) for line in result.lines()]
+    assert sorted(c["instance_id"] for c in changes) == sorted(ids)
+    assert {c["current"] for c in changes} == {"Terminated"}
+
+
+async def test_watch_until_terminal_follows_a_moving_simulator() -> None:
+    async with Simulator(instances=3, seed=5, speed=200.0) as sim:
+        cli = Cli(sim)
+        args = ("watch", *sim.instance_ids, "--interval", "0.2", "--until-terminal", "-o", "jsonl")
+        result = await cli.run(*args)
+        assert result.code == 0, result
+        changes = [json.loads(line) for line in result.lines()]
+        last: dict[str, dict[str, Any]] = {}
+        for change in changes:
+            before = last.get(change["instance_id"])
+            assert change["previous"] == (before["current"] if before else None)
+            assert change["seq"] == (before["seq"] + 1 if before else 1)
+            last[change["instance_id"]] = change
+        assert set(last) == set(sim.instance_ids)
+        assert {c["current"] for c in last.values()} <= TERMINAL
+        assert all(sim.status(i) == last[i]["current"] for i in sim.instance_ids)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_interrupted_watch_exits_130_and_leaves_a_checkpoint(
+    cli: Cli, sim: Simulator, tmp_path: Path, signum: signal.Signals
+) -> None:
+    instance_id = sim.instance_ids[1]
+    sim.set_status(instance_id, "Waiting")
+    checkpoint = tmp_path / "watch.json"
+    running = await cli.start(
+        "watch", instance_id, "--interval", "0.2", "--checkpoint", str(checkpoint)
+    )
+    try:
+        first = await running.line()
+        running.proc.send_signal(signum)
+        result = await running.finish()
+    finally:
+        await running.stop()
+    assert result.code == 130
+    assert result.err == "", "a clean stop: no traceback, no complaint"
+    assert first.endswith(f"{instance_id}  · → Waiting")
+    state = json.loads(checkpoint.read_text(encoding="utf-8"))
+    assert state["instances"][instance_id]["status"] == "Waiting"
+
+    # What happened while nothing watched is reported by the next watch on the same file.
+    sim.set_status(instance_id, "Completed")
+    again = await cli.run(
+        "watch",
+        instance_id,
+        "--interval",
+        "0.2",
+        "--checkpoint",
+        str(checkpoint),
+        "--until-terminal",
+        "-o",
+        "jsonl",
+    )
+    assert again.code == 0, again
+    (change,) = (json.loads(line) for line in again.lines())
+    assert change.items() >= {"previous": "Waiting", "current": "Completed", "seq": 2}.items()
