@@ -369,3 +369,18 @@ def test_models_and_the_converter_do_not_import_each_other() -> None:
         elif isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
     assert "aiocontainer.models" not in imported
+
+
+def test_the_readme_lists_every_field_with_its_api_key() -> None:
+    from pathlib import Path
+
+    from aiocontainer._convert import to_camel
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for field in attrs.fields(InstanceDetail):
+        if field.name not in ("extra", "_absent"):
+            assert f"| `{field.name}` | `{to_camel(field.name)}` |" in readme, field.name
+    for cls in (PortInfo, MountInfo):
+        for field in attrs.fields(cls):
+            if field.name not in ("extra", "_absent"):
+                assert f"`{field.name}` (`{to_camel(field.name)}`," in readme, field.name
