@@ -1,7 +1,7 @@
-"""The simulator's pure side: the seed instance, generated instances and lifecycle schedules.
+"""The simulator's instances: the seed example, generated instances and lifecycle schedules.
 
 Rule 1: nothing here does I/O or reads a clock of its own; simulated time arrives as seconds
-since the simulator started (negative for moments before), wall time through a clock handed in.
+since the simulator started (negative for moments before).
 Rule 2: every random draw comes from a ``random.Random`` handed in or seeded from
 ``(seed, instance id, run)``, never from the global generator, so a schedule does not depend on
 the order in which requests arrive.
@@ -12,14 +12,10 @@ floored times, so the rendering of an instance only changes when its phase or th
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -391,203 +387,3 @@ def generate_instance(
 def generate_ip(rng: random.Random) -> str:
     """The address a started instance's first notebook gets."""
     return f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(2, 254)}"
-
-
-# ----- fault specs -----
-
-FAULT_KINDS: tuple[str, ...] = (
-    "http_500",
-    "http_502",
-    "http_503",
-    "http_429",
-    "code_10001",
-    "code_10012",
-    "truncated",
-    "html",
-    "slow",
-    "reset",
-    "hang",
-)
-# Random faults leave out the two that cost a client its whole timeout, unless asked for.
-DEFAULT_FAULT_MIX: tuple[str, ...] = tuple(k for k in FAULT_KINDS if k not in ("slow", "hang"))
-_FAULTS_WITH_ARGUMENT = frozenset({"slow", "http_429"})
-
-Fault = tuple[str, float | None]
-
-
-def parse_fault(spec: str) -> Fault:
-    """A fault spec such as ``"http_503"``, ``"slow:0.2"`` or ``"http_429:5"`` as (kind, arg)."""
-    kind, sep, arg = spec.partition(":")
-    if kind not in FAULT_KINDS:
-        raise ValueError(f"unknown fault kind {spec!r}; expected one of {', '.join(FAULT_KINDS)}")
-    if not sep:
-        return kind, None
-    if kind not in _FAULTS_WITH_ARGUMENT:
-        raise ValueError(f"fault kind {kind!r} takes no argument")
-    value = float(arg)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"fault argument must be a non-negative number, got {arg!r}")
-    return kind, value
-
-
-def format_fault(fault: Fault) -> str:
-    """The spec string of a parsed fault, the inverse of :func:`parse_fault`."""
-    kind, arg = fault
-    return kind if arg is None else f"{kind}:{arg:g}"
-
-
-def latency_range(latency: float | Sequence[float]) -> tuple[float, float]:
-    """A fixed delay or a ``(low, high)`` pair as a checked (low, high) range in seconds."""
-    if isinstance(latency, (int, float)):
-        low = high = float(latency)
-    else:
-        low, high = (float(v) for v in latency)
-    if not (0 <= low <= high and math.isfinite(high)):
-        raise ValueError(f"latency must be seconds >= 0 or a (low, high) range, got {latency!r}")
-    return low, high
-
-
-# ----- tokens -----
-
-RENEWAL_GRACE_SECONDS = 24 * 3600.0
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class TokenBook:
-    """Issues HS256 JWT-shaped tokens and knows when each one expires, in wall-clock seconds."""
-
-    _HEADER = _b64(b'{"alg":"HS256","typ":"JWT"}')
-
-    def __init__(
-        self,
-        *,
-        secret: bytes,
-        wall_clock: Callable[[], float],
-        claims: Mapping[str, str],
-        fixed: str | None,
-    ) -> None:
-        self._secret = secret
-        self._wall_clock = wall_clock
-        self._claims = dict(claims)
-        self._serial = 0
-        # Verified tokens only, so the hot path is one dict lookup; forged ones are not kept.
-        self._expiry: dict[str, float] = {}
-        if fixed is not None:
-            self._expiry[fixed] = math.inf
-
-    def issue(self, ttl: float) -> str:
-        """A signed token expiring ``ttl`` wall-clock seconds from now."""
-        self._serial += 1
-        expire_ms = int((self._wall_clock() + ttl) * 1000)
-        payload = {**self._claims, "expireTime": str(expire_ms), "jti": str(self._serial)}
-        signing_input = f"{self._HEADER}.{_b64(json.dumps(payload).encode())}"
-        token = f"{signing_input}.{_b64(self._sign(signing_input))}"
-        self._expiry[token] = expire_ms / 1000
-        return token
-
-    def _sign(self, signing_input: str) -> bytes:
-        return hmac.new(self._secret, signing_input.encode(), hashlib.sha256).digest()
-
-    def expiry(self, token: str) -> float | None:
-        """Wall-clock expiry of a token this simulator signed, or None for anything else."""
-        known = self._expiry.get(token)
-        if known is not None:
-            return known
-        parts = token.split(".")
-        if len(parts) != 3:
-            return None
-        try:
-            signature = _unb64(parts[2])
-            payload = json.loads(_unb64(parts[1]))
-            expire_ms = int(payload["expireTime"])
-        except (ValueError, KeyError, TypeError):
-            return None
-        if not hmac.compare_digest(signature, self._sign(f"{parts[0]}.{parts[1]}")):
-            return None
-        self._expiry[token] = expire_ms / 1000
-        return expire_ms / 1000
-
-    def is_valid(self, token: str | None) -> bool:
-        """Whether the API accepts ``token`` now."""
-        if token is None:
-            return False
-        expiry = self._expiry.get(token)
-        if expiry is None:
-            expiry = self.expiry(token)
-        return expiry is not None and self._wall_clock() < expiry
-
-    def is_renewable(self, token: str | None) -> bool:
-        """Whether ``token`` may be traded for a new one (at most 24 h past its expiry)."""
-        expiry = None if token is None else self.expiry(token)
-        return expiry is not None and self._wall_clock() <= expiry + RENEWAL_GRACE_SECONDS
-
-    def expire(self, token: str) -> None:
-        """Treat ``token`` as expired from now on."""
-        expiry = self.expiry(token)
-        if expiry is None:
-            raise ValueError("not a token this simulator issued or accepts")
-        self._expiry[token] = min(expiry, self._wall_clock())
-
-
-# ----- the list endpoint's parameters -----
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    """The list endpoint's parameters once checked."""
-
-    start: int
-    limit: int
-    descending: bool
-    status: str | None
-    task_type: str | None
-    names: frozenset[str]
-
-
-def _int_param(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def _names_param(value: Any) -> frozenset[str] | None:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-        return None
-    return frozenset(part for item in items for part in item.split(",") if part)
-
-
-def parse_list_query(params: Mapping[str, Any]) -> ListQuery | str:
-    """The list endpoint's parameters checked, or the envelope code that rejects them."""
-    if params.get("limit") in (None, ""):
-        return "10003"
-    limit = _int_param(params["limit"])
-    start = _int_param(params.get("start", 0))
-    sort = params.get("sort") or "desc"
-    status = params.get("status") or None
-    task_type = params.get("taskType") or None
-    names = _names_param(params.get("instanceServiceName", []))
-    if (
-        limit is None
-        or limit < 1
-        or start is None
-        or start < 0
-        or not isinstance(sort, str)
-        or sort.lower() not in ("asc", "desc")
-        or (status is not None and status not in STATUSES)
-        or (task_type is not None and task_type not in TASK_TYPES)
-        or names is None
-    ):
-        return "10004"
-    return ListQuery(start, limit, sort.lower() == "desc", status, task_type, names)
