@@ -36,7 +36,10 @@ This module imports only the standard library.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: at run time this module needs the standard library alone
+    from . import models
 
 __all__ = [
     "AiocontainerError",
@@ -254,25 +257,26 @@ class InstanceGoneError(AiocontainerError):
         super().__init__(
             f"instance {instance_id} is gone: {attempts} lookups in a row answered code 10004"
         )
-        self.instance_id = instance_id
-        self.attempts = attempts
+        self.instance_id: str | None = instance_id
+        #: How many lookups in a row answered 10004.
+        self.attempts: int = attempts
 
 
 class ChangesDroppedError(AiocontainerError):
     """A watcher consumer fell ``limit`` changes behind; its oldest pending change was dropped."""
 
-    def __init__(self, change: Any, *, consumer: str, limit: int) -> None:
+    def __init__(self, change: models.StatusChange, *, consumer: str, limit: int) -> None:
         super().__init__(
             f"{consumer} fell {limit} changes behind: dropped change #{change.seq} of instance "
             f"{change.instance_id} ({change.previous} -> {change.current})"
         )
-        self.instance_id = change.instance_id
+        self.instance_id: str | None = change.instance_id
         #: The ``StatusChange`` that was never delivered to this consumer.
-        self.change = change
+        self.change: models.StatusChange = change
         #: Which callback or iterator lost it.
-        self.consumer = consumer
+        self.consumer: str = consumer
         #: The size of that consumer's queue.
-        self.limit = limit
+        self.limit: int = limit
 
 
 class WaitError(AiocontainerError):
@@ -283,13 +287,13 @@ class WaitError(AiocontainerError):
         message: str,
         *,
         instance_id: str,
-        last_detail: Any = None,
+        last_detail: models.InstanceDetail | None = None,
         history: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
-        self.instance_id = instance_id
+        self.instance_id: str | None = instance_id
         #: The last ``InstanceDetail`` seen, or None if no poll ever succeeded.
-        self.last_detail = last_detail
+        self.last_detail: models.InstanceDetail | None = last_detail
         #: The statuses seen during the wait, oldest first.
         self.history: tuple[str, ...] = tuple(history)
 
