@@ -37,7 +37,10 @@ This module imports only the standard library.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: at run time this module needs the standard library alone
+    from . import models
 
 __all__ = [
     "AiocontainerError",
@@ -277,25 +280,26 @@ class InstanceGoneError(AiocontainerError):
         super().__init__(
             f"instance {instance_id} is gone: {attempts} lookups in a row answered code 10004"
         )
-        self.instance_id = instance_id
-        self.attempts = attempts
+        self.instance_id: str | None = instance_id
+        #: How many lookups in a row answered 10004.
+        self.attempts: int = attempts
 
 
 class ChangesDroppedError(AiocontainerError):
     """A watcher consumer fell ``limit`` changes behind; its oldest pending change was dropped."""
 
-    def __init__(self, change: Any, *, consumer: str, limit: int) -> None:
+    def __init__(self, change: models.StatusChange, *, consumer: str, limit: int) -> None:
         super().__init__(
             f"{consumer} fell {limit} changes behind: dropped change #{change.seq} of instance "
             f"{change.instance_id} ({change.previous} -> {change.current})"
         )
-        self.instance_id = change.instance_id
+        self.instance_id: str | None = change.instance_id
         #: The ``StatusChange`` that was never delivered to this consumer.
-        self.change = change
+        self.change: models.StatusChange = change
         #: Which callback or iterator lost it.
-        self.consumer = consumer
+        self.consumer: str = consumer
         #: The size of that consumer's queue.
-        self.limit = limit
+        self.limit: int = limit
 
 
 class WaitError(AiocontainerError):
@@ -306,13 +310,13 @@ class WaitError(AiocontainerError):
         message: str,
         *,
         instance_id: str,
-        last_detail: Any = None,
+        last_detail: models.InstanceDetail | None = None,
         history: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
-        self.instance_id = instance_id
+        self.instance_id: str | None = instance_id
         #: The last ``InstanceDetail`` seen, or None if no poll ever succeeded.
-        self.last_detail = last_detail
+        self.last_detail: models.InstanceDetail | None = last_detail
         #: The statuses seen during the wait, oldest first.
         self.history: tuple[str, ...] = tuple(history)
 
@@ -323,3 +327,72 @@ class WaitTimeoutError(WaitError):
 
 class WaitFailedError(WaitError):
     """The instance reached a status listed in ``fail_on``."""
+
+
+# -- Credentials, tokens and regions (aiocontainer.auth) ----------------------------------------
+#
+#   AiocontainerError
+#   └── AuthError                               getting or renewing a platform token failed
+#       ├── CredentialsError (also ValueError)  credentials missing or unreadable; before any I/O
+#       ├── LoginError(code, msg, http_status)  the platform refused the keys, signature or time
+#       ├── RegionNotFoundError (also LookupError)  no such region, or none chosen among several
+#       └── RegionUnavailableError              the region has no token or no AI URL
+
+__all__ += [
+    "AuthError",
+    "CredentialsError",
+    "LoginError",
+    "RegionNotFoundError",
+    "RegionUnavailableError",
+]
+
+
+class AuthError(AiocontainerError):
+    """Getting a token, a region or its AI URL from the platform failed."""
+
+
+class CredentialsError(AuthError, ValueError):
+    """Credentials are missing or unreadable (environment, profile file); nothing was sent."""
+
+
+class LoginError(AuthError):
+    """The platform refused to issue tokens: wrong keys, a refused signature or a stale timestamp.
+
+    Never retried: the same keys and clock would be refused again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        msg: str = "",
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        #: The envelope's ``code``, if the answer had one.
+        self.code = code
+        #: The envelope's ``msg``, if the answer had one.
+        self.msg = msg
+        self.http_status = http_status
+
+
+class RegionNotFoundError(AuthError, LookupError):
+    """No region has that name or cluster id, or none was chosen while several have a token."""
+
+    def __init__(self, message: str, *, known: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        #: The regions that could have been chosen, as ``name (cluster id)``.
+        self.known: tuple[str, ...] = tuple(known)
+
+
+class RegionUnavailableError(AuthError):
+    """The region exists but cannot serve container calls; ``reason`` says why."""
+
+    def __init__(self, message: str, *, region: str, reason: str) -> None:
+        super().__init__(message)
+        #: The region's name.
+        self.region = region
+        #: Why: ``"no_token"`` (account disabled or in arrears), ``"platform"`` (the platform's
+        #: own token) or ``"no_ai_url"`` (the center lists no enabled AI URL).
+        self.reason = reason
