@@ -48,6 +48,8 @@ __all__ = [
     "MAX_BODY_BYTES",
     "RETRYABLE_CODES",
     "TASK_TYPES",
+    "ai_base_url",
+    "ai_base_urls",
     "detail_path",
     "detail_url",
     "is_retryable",
@@ -111,6 +113,33 @@ def normalize_base_url(base_url: str) -> str:
     if "?" in stripped or "#" in stripped:
         raise ValueError("base_url must not carry a query or a fragment")
     return stripped
+
+
+def ai_base_url(base_url: str) -> str:
+    """The base the container paths (``/ai/openapi/v2/...``) are joined to.
+
+    The platform's center lists AI URLs that may end in ``/ai``; one trailing ``/ai`` is
+    stripped, as scnet-cli does, so ``https://host:65106`` and ``https://host:65106/ai`` name the
+    same API. This is an assumption (no document says which form the center sends); a base that
+    really lives under a path ending in ``/ai`` would need that segment twice.
+    """
+    normalized = normalize_base_url(base_url)
+    if normalized.endswith("/ai") and normalized.count("/") > 2:
+        normalized = normalized[: -len("/ai")]
+    return normalized
+
+
+def ai_base_urls(base_url: object) -> tuple[str, ...]:
+    """One or several base URLs, each through ``ai_base_url``, in order, without repeats."""
+    if isinstance(base_url, str):
+        return (ai_base_url(base_url),)
+    require(
+        not isinstance(base_url, bytes | bytearray) and hasattr(base_url, "__iter__"),
+        "base_url must be a URL or a sequence of URLs",
+    )
+    urls = tuple(dict.fromkeys(ai_base_url(url) for url in base_url))  # type: ignore[attr-defined]
+    require(bool(urls), "base_url must name at least one URL")
+    return urls
 
 
 def detail_path(instance_id: str) -> str:

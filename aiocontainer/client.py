@@ -26,6 +26,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from typing import Any, Final, TypeAlias, TypeVar
 
@@ -40,10 +41,10 @@ from aiocontainer._protocol import (
     DETAIL_PATH,
     LIST_PATH,
     MAX_BODY_BYTES,
+    ai_base_urls,
     is_retryable,
     list_filters,
     list_request,
-    normalize_base_url,
     read_detail,
     read_list_page,
     retry_delay,
@@ -128,7 +129,7 @@ class ContainerClient:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         token: str | TokenProvider,
         concurrency: int = 32,
@@ -146,7 +147,8 @@ class ContainerClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._base_url = normalize_base_url(base_url)
+        self._base_urls = ai_base_urls(base_url)
+        self._current = 0  # the base URL in use: the last one that worked
         require(concurrency >= 1, "concurrency must be at least 1")
         require(timeout > 0, "timeout must be positive")
         require(max_attempts >= 1, "max_attempts must be at least 1")
@@ -188,8 +190,9 @@ class ContainerClient:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
+        more = f" (+{len(self._base_urls) - 1} more)" if len(self._base_urls) > 1 else ""
         return (
-            f"<ContainerClient {self._base_url} concurrency={self._concurrency} "
+            f"<ContainerClient {self.base_url}{more} concurrency={self._concurrency} "
             f"token={'provider' if self._tokens.has_provider else '***'} {state}>"
         )
 
@@ -217,8 +220,13 @@ class ContainerClient:
 
     @property
     def base_url(self) -> str:
-        """The API base URL, without a trailing slash."""
-        return self._base_url
+        """The API base URL in use (the last that worked), without a trailing slash or ``/ai``."""
+        return self._base_urls[self._current]
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Every base URL the client may use, in the order it tries them."""
+        return self._base_urls
 
     @property
     def concurrency(self) -> int:
@@ -388,7 +396,8 @@ class ContainerClient:
         """Send one request and read its answer: status, headers and body, or a transport error."""
         self._ensure_open()
         session = self._ensure_session()
-        url = URL(self._base_url + path, encoded=True)
+        using = self._current
+        url = URL(self._base_urls[using] + path, encoded=True)
         failure: AiocontainerError | None = None
         async with self._slots:
             if self._rate_limit is not None:
@@ -408,6 +417,7 @@ class ContainerClient:
                     body = await self._read_body(response, instance_id)
             except _FOREIGN_ERRORS as exc:
                 failure = self._transport_error(exc, instance_id, label, token)
+                self._fail_over(using)
         if failure is not None:
             # Raised outside the except block so the foreign exception is not kept as __context__.
             if _log.isEnabledFor(logging.DEBUG):
@@ -448,6 +458,16 @@ class ContainerClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _fail_over(self, failed: int) -> None:
+        """After a transport failure on base URL ``failed``, use the next one from now on.
+
+        Only a transport failure moves the client (an HTTP or API answer shows the URL works),
+        and only once however many requests in flight failed on that URL together.
+        """
+        if len(self._base_urls) > 1 and self._current == failed:
+            self._current = (failed + 1) % len(self._base_urls)
+            _log.warning("base URL %s failed; using %s", self._base_urls[failed], self.base_url)
 
     def _transport_error(
         self, exc: BaseException, instance_id: str | None, label: str, token: Secret

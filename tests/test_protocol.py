@@ -9,6 +9,8 @@ import pytest
 
 from aiocontainer import errors
 from aiocontainer._protocol import (
+    ai_base_url,
+    ai_base_urls,
     detail_path,
     detail_url,
     is_retryable,
@@ -488,3 +490,35 @@ def test_bad_list_options_are_refused(options: dict[str, Any], what: str) -> Non
 def test_bad_offsets_are_refused(start: Any, limit: Any) -> None:
     with pytest.raises(ValueError, match=r"start|limit"):
         list_request(start, limit, ())
+
+
+# -- base URLs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "base"),
+    [
+        ("https://h:65106", "https://h:65106"),
+        ("https://h:65106/", "https://h:65106"),
+        ("https://h:65106/ai", "https://h:65106"),
+        ("https://h:65106/ai/", "https://h:65106"),
+        ("https://h/ai/ai", "https://h/ai"),
+        ("https://h/x/ai", "https://h/x"),
+        ("https://h/api", "https://h/api"),
+        ("https://h/main", "https://h/main"),
+        ("http://ai", "http://ai"),
+    ],
+)
+def test_one_trailing_ai_is_stripped(given: str, base: str) -> None:
+    assert ai_base_url(given) == base
+
+
+def test_several_base_urls_keep_their_order_without_repeats() -> None:
+    assert ai_base_urls("http://a") == ("http://a",)
+    assert ai_base_urls(["http://b/ai", "http://a", "http://b"]) == ("http://b", "http://a")
+
+
+@pytest.mark.parametrize("bad", [[], (), b"http://x", 42, ["http://x", "x"]])
+def test_bad_base_urls_are_refused(bad: Any) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        ai_base_urls(bad)
