@@ -8,7 +8,9 @@ Rule 2: a failed poll changes nothing that is known: the error is reported and o
 Rule 3: a client that raises something other than an ``AiocontainerError`` is a failed poll too;
         its traceback is logged at ERROR.
 Rule 4: the checkpoint is saved by one task at a time, its file work in a worker thread; any
-        failure to save is reported and the save is tried again later (polling goes on).
+        failure to save (not only ``OSError``) is reported and tried again later; polling goes on.
+Rule 5: an instance is keyed by its id in lower case (platform ids are lower-case hex), and the
+        changes emitted name it by that key, whatever id the answer's body holds.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._rotation import Rotation
 from aiocontainer._schedule import Entry, SchedulePolicy, after_failure, after_success
 from aiocontainer._waits import WaitRegistry
-from aiocontainer.errors import AiocontainerError, InstanceGoneError, InvalidParameterError
+from aiocontainer.errors import (
+    AiocontainerError,
+    InstanceGoneError,
+    InvalidParameterError,
+    ResponseError,
+)
 from aiocontainer.models import InstanceDetail
 
 __all__ = ["PollingClient", "Tracker"]
@@ -41,6 +48,19 @@ class PollingClient(Protocol):
     async def get_instance(self, instance_id: str) -> InstanceDetail:
         """Return the current detail of one instance."""
         ...
+
+
+def _refusal(instance_id: str, detail: InstanceDetail) -> ResponseError | None:
+    """Why a detail cannot be taken as an observation, or None when it can.
+
+    A status that is not valid text (a lone surrogate) could be neither saved nor compared
+    reliably; it is a bad answer, like a body that does not parse.
+    """
+    try:
+        detail.status.encode("utf-8")
+    except UnicodeEncodeError:
+        return ResponseError("the status is not valid text", instance_id=instance_id)
+    return None
 
 
 class Tracker:
@@ -153,14 +173,21 @@ class Tracker:
 
     def _apply(self, entry: Entry, outcome: InstanceDetail | Exception) -> None:
         if isinstance(outcome, InstanceDetail):
-            self._observed(entry, outcome)
-        else:
-            self._failed(entry, outcome)
+            refused = _refusal(entry.instance_id, outcome)
+            if refused is None:
+                self._observed(entry, outcome)
+                return
+            outcome = refused
+        self._failed(entry, outcome)
 
     def _observed(self, entry: Entry, detail: InstanceDetail) -> None:
         before = entry.state
         entry.state, change = advance(
-            before, detail, observed_at=self._now(), emit_initial=self._emit_initial
+            before,
+            detail,
+            observed_at=self._now(),
+            emit_initial=self._emit_initial,
+            instance_id=entry.instance_id,
         )
         after_success(entry, self._policy, terminal=detail.is_terminal)
         if detail.is_terminal:
@@ -188,6 +215,29 @@ class Tracker:
 
     # -- checkpoint ----------------------------------------------------------------------------
 
+    def claim(self) -> None:
+        """Lock the checkpoint for this watcher; ``CheckpointLockedError`` if another has it.
+
+        A file another watcher wrote since it was read is read again, so its records are kept:
+        those of ids not watched here, and those of watched ids not observed here yet.
+        """
+        checkpoint = self.checkpoint
+        if checkpoint is None or checkpoint.lock.held:
+            return
+        checkpoint.lock.acquire()
+        newer = checkpoint.newer()
+        for instance_id, state in (newer or {}).items():
+            entry = self.rotation.entries.get(instance_id)
+            if entry is None:
+                checkpoint.carried[instance_id] = state
+            elif entry.state is None or entry.state.detail is None:
+                entry.state = state
+
+    def release(self) -> None:
+        """Let another watcher use the checkpoint (this one has saved and stopped)."""
+        if self.checkpoint is not None:
+            self.checkpoint.lock.release()
+
     def maybe_save(self) -> None:
         """Start a save if one is due and none is under way."""
         checkpoint = self.checkpoint
@@ -201,7 +251,7 @@ class Tracker:
             watched = [(i, e.state) for i, e in self.rotation.entries.items()]
             states = checkpoint.take(watched, now=self._clock())
             await in_thread(write_states, checkpoint.path, states)
-        except OSError as exc:
+        except Exception as exc:  # any failure to save: reported, retried, polling goes on
             checkpoint.failed()
             self._delivery.report(None, exc)
         finally:

@@ -66,6 +66,12 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _key(instance_id: str) -> str:
+    """How the watcher keys an id: checked, then in lower case (platform ids are lower-case hex,
+    so ``4C1F...`` and ``4c1f...`` are one instance)."""
+    return validate_instance_id(instance_id).lower()
+
+
 class InstanceWatcher:
     """Poll instances through a client and report each status change once, in order.
 
@@ -129,7 +135,7 @@ class InstanceWatcher:
         require(drain_timeout >= 0, "drain_timeout must not be negative")
         limit = getattr(client, "concurrency", 32) if concurrency is None else concurrency
         require(isinstance(limit, int) and limit >= 1, "concurrency must be at least 1")
-        wanted = [validate_instance_id(i) for i in ids]
+        wanted = [_key(i) for i in ids]
 
         self._policy = policy
         self._stop_when_all_terminal = stop_when_all_terminal
@@ -188,11 +194,11 @@ class InstanceWatcher:
 
     def add(self, *ids: str) -> None:
         """Watch more ids; all are checked first: a bad one raises ``InvalidInstanceIdError``."""
-        self._tracker.add([validate_instance_id(i) for i in ids])
+        self._tracker.add([_key(i) for i in ids])
 
     def remove(self, *ids: str) -> None:
         """Stop watching ids and forget what was known of them; unknown ids are ignored."""
-        for instance_id in [validate_instance_id(i) for i in ids]:
+        for instance_id in [_key(i) for i in ids]:
             self._tracker.remove(instance_id)
         self._check_finished()
 
@@ -235,7 +241,7 @@ class InstanceWatcher:
         never matches a first observation (its ``previous`` is None).
         """
         wants = ChangeFilter.from_options(to, from_)
-        limit = self._queue_limit(queue_size)
+        limit = self._delivery.limit(queue_size)
 
         def register(cb: _C) -> _C:
             if not callable(cb):
@@ -260,13 +266,8 @@ class InstanceWatcher:
         queue_size: int | None = None,
     ) -> ChangeStream:
         """An async iterator over the changes emitted from now on (filtered like ``on_change``)."""
-        limit = self._queue_limit(queue_size)
+        limit = self._delivery.limit(queue_size)
         return self._delivery.stream(ChangeFilter.from_options(to, from_), limit=limit)
-
-    def _queue_limit(self, queue_size: int | None) -> int:
-        limit = self._delivery.queue_size if queue_size is None else queue_size
-        require(limit >= 1, "queue_size must be at least 1")
-        return limit
 
     # -- running -------------------------------------------------------------------------------
 
@@ -297,6 +298,7 @@ class InstanceWatcher:
     def _begin(self) -> None:
         if self._life.phase is Phase.RUNNING:
             raise RuntimeError("this watcher is already running")
+        self._tracker.claim()
         self._life.move(Phase.RUNNING)
         self._nudge = asyncio.Event()
 
@@ -326,6 +328,7 @@ class InstanceWatcher:
                 self._life.move(Phase.SERVING if self._waits else Phase.STOPPED)
             if self._life.phase is Phase.STOPPED:
                 self._delivery.active = False
+                self._tracker.release()
             else:  # waits are pending, or a run began meanwhile
                 self._delivery.start()
                 self._tracker.rotation.ensure()
@@ -392,6 +395,7 @@ class InstanceWatcher:
         timeout: float | None,
         now: bool,
     ) -> WaitResult:
+        instance_id = instance_id.lower()
         self._tracker.add([instance_id])
         entry = self._tracker.entries[instance_id]
         waiter = Waiter(instance_id, targets=targets, fail_on=failing, known=entry.state)
@@ -399,6 +403,7 @@ class InstanceWatcher:
             return waiter.last_detail
         self._waits.add(waiter)
         if self._life.phase is Phase.STOPPED:
+            self._tracker.claim()
             self._life.move(Phase.SERVING)
             self._delivery.start()
         try:
