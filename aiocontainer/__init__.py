@@ -8,18 +8,20 @@ Look up one instance, look up thousands at once, or watch them change status::
 
 import logging as _logging
 
-__version__ = "0.1.0"
-
+from aiocontainer._version import __version__
+from aiocontainer.auth import Credentials, Region, ScnetAuth
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
 from aiocontainer.errors import (
     AiocontainerError,
     ApiAccessDeniedError,
     ApiError,
+    AuthError,
     ChangesDroppedError,
     CheckpointError,
     CheckpointLockedError,
     ClientClosedError,
     ConnectionInterruptedApiError,
+    CredentialsError,
     FileCheckError,
     FileTooLargeError,
     HTTPStatusError,
@@ -27,8 +29,11 @@ from aiocontainer.errors import (
     InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
+    LoginError,
     MissingParameterError,
     PermissionDeniedError,
+    RegionNotFoundError,
+    RegionUnavailableError,
     ResponseError,
     TokenError,
     TransportError,
@@ -47,6 +52,7 @@ __all__ = [
     "AiocontainerError",
     "ApiAccessDeniedError",
     "ApiError",
+    "AuthError",
     "ChangeStream",
     "ChangesDroppedError",
     "CheckpointError",
@@ -55,6 +61,8 @@ __all__ = [
     "ClientStats",
     "ConnectionInterruptedApiError",
     "ContainerClient",
+    "Credentials",
+    "CredentialsError",
     "FileCheckError",
     "FileTooLargeError",
     "HTTPStatusError",
@@ -65,12 +73,17 @@ __all__ = [
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",
+    "LoginError",
     "MissingParameterError",
     "MountInfo",
     "PermissionDeniedError",
     "PortInfo",
+    "Region",
+    "RegionNotFoundError",
+    "RegionUnavailableError",
     "ResponseError",
     "Result",
+    "ScnetAuth",
     "StatusChange",
     "TokenError",
     "TokenProvider",

@@ -215,3 +215,29 @@ async def test_without_rich_the_cli_says_how_to_install_it(
     assert_one_line_hint(result)
     assert "pip install 'aiocontainer[cli]'" in result.err
     assert requests(sim) == 0
+
+
+async def test_a_token_file_that_is_not_utf8_is_a_one_line_hint(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "token.der"
+    path.write_bytes(b"\x30\x82\x01\xff\xfe binary")
+    env = base_env(AIOCONTAINER_BASE_URL=sim.base_url)
+    result = await cli.run("--token-file", str(path), "get", SEED_ID, env=env)
+    assert_one_line_hint(result)
+    assert "not UTF-8" in result.err and str(path) in result.err
+    assert requests(sim) == 0
+
+
+async def test_a_token_file_path_from_the_environment_expands_the_home_directory(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    (tmp_path / ".scnet-token").write_text(sim.token + "\n", encoding="utf-8")
+    env = base_env(
+        AIOCONTAINER_BASE_URL=sim.base_url,
+        AIOCONTAINER_TOKEN_FILE="~/.scnet-token",
+        HOME=str(tmp_path),
+    )
+    result = await cli.run("get", SEED_ID, "-o", "json", env=env)
+    assert result.code == 0, result
+    assert result.json()["id"] == SEED_ID

@@ -6,11 +6,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from aiocontainer import AiocontainerError, ContainerClient, InvalidInstanceIdError
+from aiocontainer import AiocontainerError, ContainerClient
 from aiocontainer.cli._exits import UsageError
 
 
@@ -34,9 +33,14 @@ def resolve_token(args: argparse.Namespace) -> str:
         token = os.environ.get("AIOCONTAINER_TOKEN") or None
     if path:
         try:
-            token = Path(path).read_text(encoding="utf-8").strip()
+            token = Path(path).expanduser().read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise UsageError(f"cannot read the token file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"the token file {path} is not UTF-8 text: is it the right file? "
+                "It should hold the token alone, on one line"
+            ) from None
         if not token:
             raise UsageError(f"the token file {path} is empty")
         return token
@@ -66,33 +70,6 @@ def make_client(args: argparse.Namespace) -> ContainerClient:
         return ContainerClient(base_url, token=token, **options)
     except (ValueError, AiocontainerError) as exc:
         raise UsageError(str(exc)) from None
-
-
-def read_ids(raw: Sequence[str], stdin: TextIO) -> list[str]:
-    """Expand '-' into the ids on stdin (one per line, blank lines and # comments skipped)."""
-    ids: list[str] = []
-    for item in raw:
-        if item == "-":
-            for line in stdin:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    ids.append(line)
-        else:
-            ids.append(item)
-    if not ids:
-        raise UsageError("no instance ids given")
-    return ids
-
-
-def check_ids(ids: Iterable[str]) -> None:
-    """Refuse the whole command if any id is invalid, before anything is sent."""
-    from aiocontainer._protocol import validate_instance_id
-
-    for instance_id in ids:
-        try:
-            validate_instance_id(instance_id)
-        except InvalidInstanceIdError as exc:
-            raise UsageError(str(exc)) from None
 
 
 class _Redact(logging.Filter):

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def demo(args: argparse.Namespace) -> int:
     """The embedded simulator, watched live through the real client and watcher."""
+    from rich.text import Text
+
     from aiocontainer.simulator import Simulator
 
     out = _output.console(stderr=False)
@@ -92,13 +94,14 @@ async def demo(args: argparse.Namespace) -> int:
 
             @watcher.on_change
             def show(change: StatusChange) -> None:
-                stamp = f"{time.monotonic() - started:6.1f}s"
-                previous = _output.styled(change.previous) if change.previous else "·"
-                skipped = (
-                    f" [dim](passed {', '.join(change.skipped)})[/dim]" if change.skipped else ""
-                )
-                current = _output.styled(change.current)
-                out.print(f"{stamp}  {change.instance_id}  {previous} → {current}{skipped}")
+                line = Text(f"{time.monotonic() - started:6.1f}s  {change.instance_id}  ")
+                line.append_text(_output.status_cell(change.previous or "·"))
+                line.append(" → ")
+                line.append_text(_output.status_cell(change.current))
+                if change.skipped:
+                    passed = _output.visible(", ".join(change.skipped))
+                    line.append(f" (passed {passed})", style="dim")
+                out.print(line)
 
             @watcher.on_error
             def count_error(instance_id: str | None, exc: Exception) -> None:
@@ -112,9 +115,11 @@ async def demo(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for detail in final.values():
         counts[detail.status] = counts.get(detail.status, 0) + 1
-    out.print(
-        "outcome: " + ", ".join(f"{_output.styled(s)} {n}" for s, n in sorted(counts.items()))
-    )
+    outcome = Text("outcome: ")
+    for index, (status, count) in enumerate(sorted(counts.items())):
+        outcome.append_text(_output.status_cell(status))
+        outcome.append(f" {count}" + (", " if index < len(counts) - 1 else ""))
+    out.print(outcome)
     out.print(
         f"requests {stats.requests}, retries {stats.retries}, failed lookups {stats.failures}"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(errors.items()))})" if errors else "")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
 from aiocontainer import (
@@ -16,8 +15,14 @@ from aiocontainer import (
     WaitTimeoutError,
 )
 from aiocontainer.cli import _output
-from aiocontainer.cli._config import check_ids, read_ids
-from aiocontainer.cli._exits import EXIT_API, EXIT_FAILED_STATUS, EXIT_OK, EXIT_TIMEOUT
+from aiocontainer.cli._exits import (
+    EXIT_API,
+    EXIT_FAILED_STATUS,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    UsageError,
+)
+from aiocontainer.cli._ids import check_ids, read_ids, read_stdin
 from aiocontainer.cli._options import positive_float, statuses
 from aiocontainer.cli._run import run_with_client
 
@@ -105,16 +110,18 @@ def _interval(parser: argparse.ArgumentParser) -> None:
 
 def run_watch(args: argparse.Namespace) -> int:
     """Read and check the ids, then watch them."""
-    ids = read_ids(args.ids, sys.stdin)
+    ids = read_ids(args.ids, read_stdin)
     check_ids(ids)
     return run_with_client(args, lambda client: watch(args, client, ids))
 
 
 def run_wait(args: argparse.Namespace) -> int:
     """Check the id, then wait for it."""
-    ids = read_ids([args.id], sys.stdin)
+    ids = read_ids([args.id], read_stdin)
+    if len(ids) != 1:
+        raise UsageError(f"wait takes exactly one instance id; stdin gave {len(ids)}")
     check_ids(ids)
-    return run_with_client(args, lambda client: wait(args, client, ids))
+    return run_with_client(args, lambda client: wait(args, client, ids[0]))
 
 
 async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str]) -> int:
@@ -128,12 +135,21 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
         checkpoint=args.checkpoint,
     )
 
+    closed = False
+
     @watcher.on_change
     def show(change: StatusChange) -> None:
-        if args.output == "jsonl":
-            print(_output.dumps(_output.change_record(change)), flush=True)
-        else:
-            print(_output.change_line(change), flush=True)
+        nonlocal closed
+        if closed:
+            return
+        try:
+            if args.output == "jsonl":
+                _output.emit(_output.dumps(_output.change_record(change)))
+            else:
+                _output.emit(_output.change_line(change))
+        except _output.StdoutClosed:
+            closed = True  # nobody reads any more (| head): stop polling, quietly
+            watcher.stop()
 
     @watcher.on_error
     def complain(instance_id: str | None, exc: Exception) -> None:
@@ -142,16 +158,17 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
             watcher.stop()  # every id is gone: nothing is left to watch
 
     await watcher.run()
+    if closed:
+        raise _output.StdoutClosed
     if not watcher.ids:
         err.print("no instance left to watch: every id answered 10004", markup=False)
         return EXIT_API
     return EXIT_OK
 
 
-async def wait(args: argparse.Namespace, client: ContainerClient, ids: list[str]) -> int:
+async def wait(args: argparse.Namespace, client: ContainerClient, instance_id: str) -> int:
     """Wait for one instance; the exit code says how it ended."""
     err = _output.console(stderr=True)
-    (instance_id,) = ids
     watcher = InstanceWatcher(client, [instance_id], interval=args.interval, emit_initial=False)
 
     @watcher.on_error
@@ -163,15 +180,18 @@ async def wait(args: argparse.Namespace, client: ContainerClient, ids: list[str]
             instance_id, args.targets, timeout=args.wait_timeout, fail_on=args.fail_on
         )
     except WaitFailedError as exc:
-        print(f"{instance_id}  {_last_status(exc)}  (failed: wanted {', '.join(args.targets)})")
+        wanted = _output.visible(", ".join(args.targets))
+        _output.emit(f"{instance_id}  {_last_status(exc)}  (failed: wanted {wanted})")
         return EXIT_FAILED_STATUS
     except WaitTimeoutError as exc:
-        print(f"{instance_id}  {_last_status(exc)}  (timed out after {args.wait_timeout:g} s)")
+        _output.emit(
+            f"{instance_id}  {_last_status(exc)}  (timed out after {args.wait_timeout:g} s)"
+        )
         return EXIT_TIMEOUT
-    print(f"{instance_id}  {detail.status}")
+    _output.emit(f"{instance_id}  {_output.visible(detail.status)}")
     return EXIT_OK
 
 
 def _last_status(exc: WaitFailedError | WaitTimeoutError) -> str:
     detail = exc.last_detail
-    return detail.status if isinstance(detail, InstanceDetail) else "unknown"
+    return _output.visible(detail.status) if isinstance(detail, InstanceDetail) else "unknown"
