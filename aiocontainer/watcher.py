@@ -41,6 +41,7 @@ from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._protocol import require, validate_instance_id
 from aiocontainer._schedule import COALESCE as _COALESCE
 from aiocontainer._schedule import SchedulePolicy
+from aiocontainer._sweeper import attach_sweeper
 from aiocontainer._tracker import PollingClient, Tracker
 from aiocontainer._waits import Waiter, WaitRegistry, WaitResult, wait_each, wait_statuses
 from aiocontainer.errors import AiocontainerError
@@ -98,6 +99,10 @@ class InstanceWatcher:
     at most once per interval and at every stop; a new watcher on that path reports only what
     changed meanwhile (see the README for the format and the corner cases).
 
+    Sweep: with a client that can list, ``sweep="list"`` observes the ids through list pages
+    (one pass per interval), ``"detail"`` polls each id, ``"auto"`` picks the cheaper way each
+    interval; ``watch_all=True`` watches every instance the list shows (see ``_sweeper``).
+
     ``clock``, ``sleep``, ``rand`` (jitter) and ``now`` (``observed_at``) can be injected.
     """
 
@@ -121,6 +126,8 @@ class InstanceWatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         now: Callable[[], datetime] = _utcnow,
+        sweep: str = "auto",
+        watch_all: bool = False,
     ) -> None:
         if isinstance(ids, str):
             raise TypeError("ids must be a collection of instance ids, not one string")
@@ -163,9 +170,8 @@ class InstanceWatcher:
             checkpoint=None if checkpoint is None else CheckpointFile(checkpoint),
             on_settled=self._check_finished,
         )
+        attach_sweeper(self._tracker, client, sweep=sweep, watch_all=watch_all)
         self._tracker.add(wanted)
-
-    # -- state ---------------------------------------------------------------------------------
 
     def __repr__(self) -> str:
         state = f"interval={self.interval:g}s {'running' if self.running else 'stopped'}"
@@ -190,8 +196,6 @@ class InstanceWatcher:
         """The last detail seen of each watched id that has been polled successfully."""
         return self._tracker.snapshot()
 
-    # -- what to watch -------------------------------------------------------------------------
-
     def add(self, *ids: str) -> None:
         """Watch more ids; all are checked first: a bad one raises ``InvalidInstanceIdError``."""
         self._tracker.add([_key(i) for i in ids])
@@ -201,8 +205,6 @@ class InstanceWatcher:
         for instance_id in [_key(i) for i in ids]:
             self._tracker.remove(instance_id)
         self._check_finished()
-
-    # -- consumers -----------------------------------------------------------------------------
 
     @overload
     def on_change(
@@ -269,8 +271,6 @@ class InstanceWatcher:
         limit = self._delivery.limit(queue_size)
         return self._delivery.stream(ChangeFilter.from_options(to, from_), limit=limit)
 
-    # -- running -------------------------------------------------------------------------------
-
     async def __aenter__(self) -> InstanceWatcher:
         self._begin()
         self._background = asyncio.get_running_loop().create_task(
@@ -306,7 +306,7 @@ class InstanceWatcher:
         nudge = self._nudge
         try:
             self._delivery.start()  # what was queued while stopped goes out now
-            self._tracker.rotation.ensure()
+            self._tracker.start(sweep=True)
             self._check_finished()
             await nudge.wait()
         finally:
@@ -331,15 +331,13 @@ class InstanceWatcher:
                 self._tracker.release()
             else:  # waits are pending, or a run began meanwhile
                 self._delivery.start()
-                self._tracker.rotation.ensure()
+                self._tracker.start(sweep=self._life.phase is Phase.RUNNING)
 
     def _check_finished(self) -> None:
         running = self._life.phase is Phase.RUNNING
         if running and self._stop_when_all_terminal and not self._tracker.unsettled:
             self._life.move(Phase.FINISHING)
             self._nudge.set()
-
-    # -- waiting -------------------------------------------------------------------------------
 
     async def wait_for(
         self,
