@@ -28,7 +28,7 @@ import aiohttp
 import attrs
 
 from aiocontainer._credentials import Credentials, _Hidden, login_request, secrets_of
-from aiocontainer._protocol import normalize_base_url, parse_envelope, redact, token_expiry
+from aiocontainer._protocol import normalize_base_url, parse_envelope
 from aiocontainer._regions import (
     Region,
     RegionToken,
@@ -43,6 +43,7 @@ from aiocontainer._regions import (
     unavailable_error,
 )
 from aiocontainer._signing import check_header_value
+from aiocontainer._tokens import redact, token_expiry
 from aiocontainer.client import ContainerClient
 from aiocontainer.errors import (
     AiocontainerError,
