@@ -23,6 +23,8 @@ Everything the library raises on purpose derives from :class:`AiocontainerError`
     │   └── HTTPStatusError             see above; ``code`` is None
     ├── InstanceGoneError                       the watcher dropped an id the platform forgot
     ├── ChangesDroppedError                     a watcher consumer fell behind, lost its oldest
+    ├── CheckpointError(path)                   a watcher checkpoint that cannot be used
+    │   └── CheckpointLockedError               another watcher holds the checkpoint's lock
     └── WaitError(instance_id, last_detail, history)
         ├── WaitTimeoutError
         └── WaitFailedError
@@ -47,6 +49,8 @@ __all__ = [
     "ApiAccessDeniedError",
     "ApiError",
     "ChangesDroppedError",
+    "CheckpointError",
+    "CheckpointLockedError",
     "ClientClosedError",
     "ConnectionInterruptedApiError",
     "FileCheckError",
@@ -327,6 +331,22 @@ class WaitTimeoutError(WaitError):
 
 class WaitFailedError(WaitError):
     """The instance reached a status listed in ``fail_on``."""
+
+
+# -- watcher checkpoint errors ----------------------------------------------------------------
+
+
+class CheckpointError(AiocontainerError):
+    """A watcher checkpoint file that cannot be used as one."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        #: The checkpoint file.
+        self.path = path
+
+
+class CheckpointLockedError(CheckpointError):
+    """Another watcher holds the checkpoint file's lock: two writers would erase each other."""
 
 
 # -- Credentials, tokens and regions (aiocontainer.auth) ----------------------------------------
