@@ -32,7 +32,11 @@ def register(commands: Commands) -> None:
         run=run,
         connection=False,
         needs_rich=False,
-        exit_codes=(0, 1, 2),
+        exit_codes={
+            0: "stopped by Ctrl-C or SIGTERM",
+            1: "cannot listen on the address and port",
+            2: "usage error",
+        },
     )
     add_options(parser)
 
@@ -147,6 +151,7 @@ async def _serve_until_signalled(sim: Simulator, out: TextIO) -> None:
                 f"base_url: {sim.base_url}",
                 f"token: {sim.token}",
                 export,
+                f"instance ids: curl -s {sim.base_url}/_sim/instances  (the simulator's controls)",
                 "Stop with Ctrl-C.",
                 sep="\n",
                 file=out,
