@@ -8,16 +8,18 @@ Look up one instance, look up thousands at once, or watch them change status::
 
 import logging as _logging
 
-__version__ = "0.1.0"
-
+from aiocontainer._version import __version__
+from aiocontainer.auth import Credentials, Region, ScnetAuth
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
 from aiocontainer.errors import (
     AiocontainerError,
     ApiAccessDeniedError,
     ApiError,
+    AuthError,
     ChangesDroppedError,
     ClientClosedError,
     ConnectionInterruptedApiError,
+    CredentialsError,
     FileCheckError,
     FileTooLargeError,
     HTTPStatusError,
@@ -25,8 +27,11 @@ from aiocontainer.errors import (
     InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
+    LoginError,
     MissingParameterError,
     PermissionDeniedError,
+    RegionNotFoundError,
+    RegionUnavailableError,
     ResponseError,
     TokenError,
     TransportError,
@@ -45,12 +50,15 @@ __all__ = [
     "AiocontainerError",
     "ApiAccessDeniedError",
     "ApiError",
+    "AuthError",
     "ChangeStream",
     "ChangesDroppedError",
     "ClientClosedError",
     "ClientStats",
     "ConnectionInterruptedApiError",
     "ContainerClient",
+    "Credentials",
+    "CredentialsError",
     "FileCheckError",
     "FileTooLargeError",
     "HTTPStatusError",
@@ -61,12 +69,17 @@ __all__ = [
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",
+    "LoginError",
     "MissingParameterError",
     "MountInfo",
     "PermissionDeniedError",
     "PortInfo",
+    "Region",
+    "RegionNotFoundError",
+    "RegionUnavailableError",
     "ResponseError",
     "Result",
+    "ScnetAuth",
     "StatusChange",
     "TokenError",
     "TokenProvider",

@@ -5,6 +5,11 @@ Rule 1: no coercion. ``"3"`` is not an int, ``"false"`` is not a bool, ``None`` 
 Rule 2: lossless. Unknown keys go to ``extra``; keys the server left out are remembered in
         ``_absent`` and left out again by ``unstructure``.
 Rule 3: the global cattrs converter is never touched.
+Rule 4: a bad document costs no more than a good one of its size. A list stops being checked after
+        ``MAX_ITEM_ERRORS`` bad items, and the message says how many items were left unchecked.
+
+The converter knows no model by name: any attrs class with the ``extra`` and ``_absent`` fields
+gets its hook on first use, so ``models`` imports this module and not the other way round.
 
 This module imports neither aiohttp nor asyncio.
 """
@@ -24,17 +29,20 @@ from cattrs.errors import ClassValidationError, IterableValidationError, Iterabl
 from cattrs.gen import make_dict_structure_fn, override
 
 from aiocontainer.errors import ResponseError
-from aiocontainer.models import InstanceDetail, MountInfo, PortInfo
 
-__all__ = ["TIME_FORMAT", "structure", "unstructure"]
+__all__ = ["MAX_ITEM_ERRORS", "TIME_FORMAT", "structure", "unstructure"]
 
 T = TypeVar("T")
 
 #: The only timestamp shape the platform is known to send.
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
-
-_MODELS: tuple[type[Any], ...] = (InstanceDetail, PortInfo, MountInfo)
+#: A list stops being checked after this many bad items; the rest are counted, not structured.
+MAX_ITEM_ERRORS = 5
+#: At most this many field errors are spelled out in a message; the others are counted.
+_MAX_SHOWN_ERRORS = 5
+#: Longer values are never interned: the table would keep a hostile server's strings forever.
+_MAX_INTERNED_CHARS = 256
 
 
 def to_camel(name: str) -> str:
@@ -72,7 +80,8 @@ def _optional_str(value: object, _: type) -> str | None:
 
 
 def _interned_str(value: object, _: type) -> str:
-    return sys.intern(_strict_str(value, str))
+    text = _strict_str(value, str)
+    return sys.intern(text) if len(text) <= _MAX_INTERNED_CHARS else text
 
 
 def _interned_optional_str(value: object, _: type) -> str | None:
@@ -143,7 +152,8 @@ def _model_tuple_hook(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, 
         def hook(value: Any, _: Any) -> tuple[Any, ...]:
             if type(value) is not list:
                 raise TypeError(f"expected a list, got {_type_name(value)}")
-            items, errors = [], []
+            items: list[Any] = []
+            errors: list[Exception] = []
             for index, item in enumerate(value):
                 try:
                     items.append(item_hook(item, item_type))
@@ -152,6 +162,11 @@ def _model_tuple_hook(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, 
                     # setattr rather than add_note(): the latter is Python 3.11+.
                     setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010
                     errors.append(exc)
+                    if len(errors) == MAX_ITEM_ERRORS and index + 1 < len(value):
+                        # The document is refused already; checking the rest would only make a
+                        # large bad body cost more than a good one (one exception per item).
+                        errors.append(_Unchecked(len(value) - index - 1))
+                        break
             if errors:
                 raise IterableValidationError("While structuring a list", errors, tp)
             return tuple(items)
@@ -159,6 +174,14 @@ def _model_tuple_hook(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, 
         return hook
 
     return factory
+
+
+class _Unchecked(Exception):
+    """Stands in a list's errors for the items left unchecked after ``MAX_ITEM_ERRORS``."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
 
 
 def _with_leftovers(
@@ -191,8 +214,34 @@ def _field_hook(field: attrs.Attribute[Any]) -> Callable[[Any, Any], Any] | None
     return _interned_str if field.default is attrs.NOTHING else _interned_optional_str
 
 
+_BOOKKEEPING = ("extra", "_absent")
+
+
 def _api_fields(cls: type[Any]) -> list[attrs.Attribute[Any]]:
-    return [f for f in attrs.fields(cls) if f.name not in ("extra", "_absent")]
+    return [f for f in attrs.fields(cls) if f.name not in _BOOKKEEPING]
+
+
+def _is_api_model(tp: Any) -> bool:
+    """An attrs class that keeps unknown and absent keys: the shape of every API model."""
+    return (
+        isinstance(tp, type)
+        and attrs.has(tp)
+        and all(name in attrs.fields_dict(tp) for name in _BOOKKEEPING)
+    )
+
+
+def _model_hook(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, Any], Any]]:
+    def factory(cls: Any) -> Callable[[Any, Any], Any]:
+        fields = _api_fields(cls)
+        overrides: dict[str, Any] = {
+            f.name: override(rename=to_camel(f.name), struct_hook=_field_hook(f)) for f in fields
+        }
+        for name in _BOOKKEEPING:
+            overrides[name] = override(omit=True)
+        inner = make_dict_structure_fn(cls, conv, **overrides)
+        return _with_leftovers(cls, inner, frozenset(to_camel(f.name) for f in fields))
+
+    return factory
 
 
 def _build_converter() -> cattrs.Converter:
@@ -210,28 +259,30 @@ def _build_converter() -> cattrs.Converter:
     for union in (int | str | None, str | int | None):
         conv.register_structure_hook(union, _int_or_str)
     conv.register_structure_hook_factory(_is_model_tuple, _model_tuple_hook(conv))
-    # Nested models first: the tuple factory looks their hooks up when the parent is generated.
-    for cls in (PortInfo, MountInfo, InstanceDetail):
-        fields = _api_fields(cls)
-        overrides: dict[str, Any] = {
-            f.name: override(rename=to_camel(f.name), struct_hook=_field_hook(f)) for f in fields
-        }
-        overrides["extra"] = override(omit=True)
-        overrides["_absent"] = override(omit=True)
-        inner = make_dict_structure_fn(cls, conv, **overrides)
-        known = frozenset(to_camel(f.name) for f in fields)
-        conv.register_structure_hook(cls, _with_leftovers(cls, inner, known))
+    # Models get their hooks on first use; a model's hook looks up its nested models' hooks
+    # (through the tuple factory) when it is generated.
+    conv.register_structure_hook_factory(_is_api_model, _model_hook(conv))
     return conv
 
 
 _CONVERTER = _build_converter()
-_CAMEL_NAMES: dict[type[Any], tuple[tuple[str, str], ...]] = {
-    cls: tuple((f.name, to_camel(f.name)) for f in _api_fields(cls)) for cls in _MODELS
-}
 
 
-def _error_lines(exc: BaseException, path: str) -> list[str]:
-    """Flatten a cattrs error tree into ``"$.mountInfoList[0].type: expected ..."`` lines."""
+_CAMEL_NAMES: dict[type[Any], tuple[tuple[str, str], ...]] = {}
+
+
+def _camel_names(cls: type[Any]) -> tuple[tuple[str, str], ...]:
+    names = _CAMEL_NAMES.get(cls)
+    if names is None:
+        names = _CAMEL_NAMES[cls] = tuple((f.name, to_camel(f.name)) for f in _api_fields(cls))
+    return names
+
+
+def _error_lines(exc: BaseException, path: str, unchecked: list[str]) -> list[str]:
+    """Flatten a cattrs error tree into ``"$.mountInfoList[0].type: expected ..."`` lines.
+
+    Lists cut short add ``"$.containerPortInfoList: N more items not checked"`` to ``unchecked``.
+    """
     if isinstance(exc, ClassValidationError | IterableValidationError):
         lines: list[str] = []
         for sub in exc.exceptions:
@@ -241,24 +292,36 @@ def _error_lines(exc: BaseException, path: str) -> list[str]:
                     sub_path = f"{path}[{note.index}]"
                 elif hasattr(note, "name"):
                     sub_path = f"{path}.{to_camel(note.name)}"
-            lines.extend(_error_lines(sub, sub_path))
+            lines.extend(_error_lines(sub, sub_path, unchecked))
         return lines
+    if isinstance(exc, _Unchecked):
+        unchecked.append(
+            f"{path}: {exc.count} more items not checked after {MAX_ITEM_ERRORS} bad ones"
+        )
+        return []
     if isinstance(exc, KeyError):
         return [f"{path}: required field missing"]
     return [f"{path}: {exc}"]
 
 
 def structure(data: Any, cls: type[T]) -> T:
-    """Build ``cls`` from a camelCase dict or raise ``ResponseError`` naming each bad path."""
+    """Build ``cls`` from a camelCase dict or raise ``ResponseError`` naming each bad path.
+
+    The message spells out the first few bad fields and counts the others (``... and 3 more``);
+    a list with many bad items is not checked to the end (``N more items not checked``).
+    """
     try:
         return _CONVERTER.structure(data, cls)
     except (ClassValidationError, IterableValidationError, TypeError, ValueError) as exc:
-        lines = _error_lines(exc, "$")
-        raise ResponseError(
-            f"{cls.__name__} does not match the API: "
-            + "; ".join(lines[:5])
-            + (f" (+{len(lines) - 5} more)" if len(lines) > 5 else "")
-        ) from exc
+        unchecked: list[str] = []
+        lines = _error_lines(exc, "$", unchecked)
+        hidden = len(lines) - _MAX_SHOWN_ERRORS
+        message = "; ".join(lines[:_MAX_SHOWN_ERRORS])
+        if hidden > 0:
+            message += f" ... and {hidden} more"
+        if unchecked:
+            message += " (" + "; ".join(unchecked) + ")"
+        raise ResponseError(f"{cls.__name__} does not match the API: {message}") from exc
 
 
 def _api_value(value: Any) -> Any:
@@ -274,7 +337,7 @@ def unstructure(obj: Any) -> dict[str, Any]:
     absent: frozenset[str] = obj._absent
     out = {
         camel: _api_value(getattr(obj, name))
-        for name, camel in _CAMEL_NAMES[type(obj)]
+        for name, camel in _camel_names(type(obj))
         if camel not in absent
     }
     out.update(obj.extra)

@@ -1,24 +1,28 @@
-"""The platform's protocol without I/O: ids, URLs, envelopes, retry decisions, token hints.
+"""The platform's protocol without I/O: ids, URLs, envelopes, retry decisions.
 
 Rule 1: an id is checked before anything is sent. Only ``[A-Za-z0-9_-]{1,128}`` reaches a URL, so no
         id can change the path (``..``, ``/``, ``?``, ``#``, ``%``) or the request line (CR/LF).
-Rule 2: ``parse_detail_response(status, headers, body)`` returns the envelope's ``data`` dict or
-        raises exactly one ``AiocontainerError``; it never returns half a result.
-Rule 3: whether to retry is decided here, from the error alone.
+Rule 2: ``read_detail(status, headers, body, asked_id)`` returns an ``InstanceDetail`` or raises
+        exactly one ``AiocontainerError``, filled here: instance id, HTTP status and ``Retry-After``
+        are set when the error is made, never patched on later. It never returns half a result.
+Rule 3: every text that came from the server (body snippets, the envelope's ``msg``) has the token
+        blanked out before it is put in an error.
+Rule 4: whether to retry is decided here, from the error alone.
 
 This module imports neither aiohttp nor asyncio.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import random
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from aiocontainer._convert import structure
+from aiocontainer._options import require  # re-exported for the watcher
+from aiocontainer._tokens import redact
 from aiocontainer.errors import (
     AiocontainerError,
     ApiError,
@@ -28,6 +32,7 @@ from aiocontainer.errors import (
     TransportError,
     api_error_class,
 )
+from aiocontainer.models import InstanceDetail
 
 try:  # orjson is optional (the ``speedups`` extra); it is several times faster on these bodies.
     import orjson
@@ -36,7 +41,7 @@ try:  # orjson is optional (the ``speedups`` extra); it is several times faster 
     JSON_DECODE_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
 except ImportError:  # pragma: no cover - exercised where orjson is absent
     _loads = json.loads
-    JSON_DECODE_ERRORS = (ValueError,)
+    JSON_DECODE_ERRORS = (ValueError, RecursionError)
 
 __all__ = [
     "DETAIL_PATH",
@@ -49,11 +54,10 @@ __all__ = [
     "normalize_base_url",
     "parse_detail_response",
     "parse_envelope",
-    "redact",
+    "read_detail",
     "require",
     "retry_after_seconds",
     "retry_delay",
-    "token_expiry",
     "validate_instance_id",
 ]
 
@@ -64,12 +68,6 @@ MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 RETRYABLE_CODES: Final = frozenset({"10001", "10012"})
 _SNIPPET_CHARS: Final = 120
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise ``ValueError(message)`` unless ``condition``: the check of every option."""
-    if not condition:
-        raise ValueError(message)
 
 
 def loads(body: bytes | str) -> Any:
@@ -126,30 +124,66 @@ def snippet(body: bytes, secret: str | None = None) -> str:
     return text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else "")
 
 
-def _is_error_status(status: int) -> bool:
-    return status >= 400
-
-
 def parse_envelope(
-    status: int, body: bytes, *, instance_id: str | None = None, secret: str | None = None
+    status: int,
+    body: bytes,
+    *,
+    instance_id: str | None = None,
+    secret: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Any:
-    """Return ``data`` of a successful envelope; raise the matching error otherwise.
+    """Return ``data`` of a successful envelope; raise the matching, fully filled error otherwise.
 
     The Content-Type is not consulted: a JSON body labelled ``text/html`` is still read.
-    ``secret`` (the token) is blanked out of any body snippet an error carries.
+    ``secret`` (the token) is blanked out of every server text an error carries; ``headers``
+    give the ``Retry-After`` the error carries.
     """
+    if status == 200 and body:
+        # The common case first, in as few steps as possible; anything unusual takes the slow
+        # path below, which reads the body again and says what is wrong with it.
+        try:
+            envelope = _loads(body)
+        except JSON_DECODE_ERRORS:
+            envelope = None
+        if type(envelope) is dict and envelope.get("code") == "0":
+            return envelope.get("data")
+    return _unusual_envelope(status, body, instance_id, secret, headers)
+
+
+def _unusual_envelope(
+    status: int,
+    body: bytes,
+    instance_id: str | None,
+    secret: str | None,
+    headers: Mapping[str, str] | None,
+) -> Any:
+    retry_after = retry_after_seconds(headers)
     if 300 <= status < 400:
-        raise ResponseError("redirect not followed", http_status=status, instance_id=instance_id)
+        raise ResponseError(
+            "redirect not followed",
+            http_status=status,
+            instance_id=instance_id,
+            retry_after=retry_after,
+        )
     try:
-        envelope = loads(body) if body else None
+        envelope = _loads(body) if body else None
     except JSON_DECODE_ERRORS:
         envelope = None
     if not isinstance(envelope, dict) or "code" not in envelope:
-        if _is_error_status(status):
-            raise HTTPStatusError(status, snippet=snippet(body, secret), instance_id=instance_id)
+        if status >= 400:
+            raise HTTPStatusError(
+                status,
+                snippet=snippet(body, secret),
+                instance_id=instance_id,
+                retry_after=retry_after,
+            )
         what = "empty body" if not body else "body is not a JSON envelope"
         raise ResponseError(
-            what, http_status=status, snippet=snippet(body, secret), instance_id=instance_id
+            what,
+            http_status=status,
+            snippet=snippet(body, secret),
+            instance_id=instance_id,
+            retry_after=retry_after,
         )
     code = envelope["code"]
     if type(code) is int:
@@ -160,34 +194,90 @@ def parse_envelope(
             http_status=status,
             snippet=snippet(body, secret),
             instance_id=instance_id,
+            retry_after=retry_after,
         )
-    msg = envelope.get("msg")
-    msg = msg if isinstance(msg, str) else ""
     if code != "0":
-        raise api_error_class(code)(code, msg, instance_id=instance_id, http_status=status)
-    if _is_error_status(status):
+        msg = envelope.get("msg")
+        msg = redact(msg, secret) if isinstance(msg, str) else ""
+        raise api_error_class(code)(
+            code, msg, instance_id=instance_id, http_status=status, retry_after=retry_after
+        )
+    if status >= 400:
         # A success code under an error status is contradictory; trust neither half.
-        raise HTTPStatusError(status, snippet=snippet(body, secret), instance_id=instance_id)
+        raise HTTPStatusError(
+            status, snippet=snippet(body, secret), instance_id=instance_id, retry_after=retry_after
+        )
     return envelope.get("data")
 
 
 def parse_detail_response(
-    status: int, body: bytes, *, instance_id: str | None = None, secret: str | None = None
+    status: int,
+    body: bytes,
+    *,
+    instance_id: str | None = None,
+    secret: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Return the detail ``data`` dict, or raise; ``data`` must be a JSON object.
-
-    ``secret`` (the token) is blanked out of any body snippet an error carries.
-    """
-    data = parse_envelope(status, body, instance_id=instance_id, secret=secret)
-    if not isinstance(data, dict):
+    """Return the detail ``data`` dict, or raise; ``data`` must be a JSON object."""
+    data = parse_envelope(status, body, instance_id=instance_id, secret=secret, headers=headers)
+    if type(data) is not dict:
         what = "missing" if data is None else f"a {type(data).__name__}"
         raise ResponseError(
             f"envelope data is {what}, expected an object",
             http_status=status,
             snippet=snippet(body, secret),
             instance_id=instance_id,
+            retry_after=retry_after_seconds(headers),
         )
     return data
+
+
+def read_detail(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes,
+    asked_id: str,
+    *,
+    secret: str | None = None,
+) -> InstanceDetail:
+    """The ``InstanceDetail`` a detail answer describes, or the one error it amounts to.
+
+    ``asked_id`` is the id that was asked for (already validated). An answer about another
+    instance is a ``ResponseError``: ids are hex and may be typed in either case, so only a
+    case-insensitive match is accepted, and any other mismatch would file one instance's status
+    under another's id.
+    """
+    data = parse_detail_response(status, body, instance_id=asked_id, secret=secret, headers=headers)
+    detail = model_from(data, InstanceDetail, status, headers, asked_id)
+    if detail.id != asked_id and detail.id.lower() != asked_id.lower():
+        raise ResponseError(
+            f"asked for instance {asked_id}, the answer describes {detail.id[:40]!r}",
+            http_status=status,
+            instance_id=asked_id,
+            retry_after=retry_after_seconds(headers),
+        )
+    return detail
+
+
+def model_from(
+    data: Any,
+    cls: type[InstanceDetail],
+    status: int,
+    headers: Mapping[str, str] | None,
+    instance_id: str | None,
+    *,
+    where: str = "",
+) -> InstanceDetail:
+    """``cls`` built from ``data``, or a ``ResponseError`` naming the bad fields and the answer."""
+    try:
+        return structure(data, cls)
+    except ResponseError as exc:
+        raise ResponseError(
+            where + str(exc.args[0]),
+            http_status=status,
+            instance_id=instance_id,
+            retry_after=retry_after_seconds(headers),
+        ) from exc.__cause__
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -248,37 +338,3 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     if seconds != seconds or seconds < 0 or seconds == float("inf"):
         return None
     return seconds
-
-
-def token_expiry(token: str) -> float | None:
-    """The ``expireTime`` hint of a JWT-shaped token, in epoch seconds; None if there is none.
-
-    The signature is not and cannot be checked: the value only decides when to renew early.
-    """
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(claims, dict):
-        return None
-    expire = claims.get("expireTime")
-    if isinstance(expire, bool) or not isinstance(expire, str | int | float):
-        return None
-    try:
-        millis = float(expire)
-    except ValueError:
-        return None
-    if millis != millis or millis <= 0 or millis == float("inf"):
-        return None
-    return millis / 1000.0
-
-
-def redact(text: str, secret: str | None) -> str:
-    """Replace every occurrence of ``secret`` in ``text`` with ``***``."""
-    if not secret:
-        return text
-    return text.replace(secret, "***")

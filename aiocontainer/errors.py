@@ -36,7 +36,10 @@ This module imports only the standard library.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: at run time this module needs the standard library alone
+    from . import models
 
 __all__ = [
     "AiocontainerError",
@@ -108,11 +111,13 @@ class ResponseError(AiocontainerError):
         http_status: int | None = None,
         snippet: str | None = None,
         instance_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         AiocontainerError.__init__(self, message)
         self.http_status = http_status
         self.snippet = snippet
         self.instance_id = instance_id
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         text = str(self.args[0]) if self.args else ""
@@ -133,6 +138,7 @@ class ApiError(AiocontainerError):
         *,
         instance_id: str | None = None,
         http_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         # Explicit base call: HTTPStatusError also derives from ResponseError, whose __init__
         # takes other arguments, so cooperative super() would route there.
@@ -141,6 +147,7 @@ class ApiError(AiocontainerError):
         self.msg = msg
         self.instance_id = instance_id
         self.http_status = http_status
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         parts = [f"code {self.code}" if self.code is not None else "no code"]
@@ -204,9 +211,15 @@ class HTTPStatusError(ApiError, ResponseError):
         *,
         snippet: str | None = None,
         instance_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         ApiError.__init__(
-            self, None, f"HTTP {http_status}", instance_id=instance_id, http_status=http_status
+            self,
+            None,
+            f"HTTP {http_status}",
+            instance_id=instance_id,
+            http_status=http_status,
+            retry_after=retry_after,
         )
         self.snippet = snippet
 
@@ -244,25 +257,26 @@ class InstanceGoneError(AiocontainerError):
         super().__init__(
             f"instance {instance_id} is gone: {attempts} lookups in a row answered code 10004"
         )
-        self.instance_id = instance_id
-        self.attempts = attempts
+        self.instance_id: str | None = instance_id
+        #: How many lookups in a row answered 10004.
+        self.attempts: int = attempts
 
 
 class ChangesDroppedError(AiocontainerError):
     """A watcher consumer fell ``limit`` changes behind; its oldest pending change was dropped."""
 
-    def __init__(self, change: Any, *, consumer: str, limit: int) -> None:
+    def __init__(self, change: models.StatusChange, *, consumer: str, limit: int) -> None:
         super().__init__(
             f"{consumer} fell {limit} changes behind: dropped change #{change.seq} of instance "
             f"{change.instance_id} ({change.previous} -> {change.current})"
         )
-        self.instance_id = change.instance_id
+        self.instance_id: str | None = change.instance_id
         #: The ``StatusChange`` that was never delivered to this consumer.
-        self.change = change
+        self.change: models.StatusChange = change
         #: Which callback or iterator lost it.
-        self.consumer = consumer
+        self.consumer: str = consumer
         #: The size of that consumer's queue.
-        self.limit = limit
+        self.limit: int = limit
 
 
 class WaitError(AiocontainerError):
@@ -273,13 +287,13 @@ class WaitError(AiocontainerError):
         message: str,
         *,
         instance_id: str,
-        last_detail: Any = None,
+        last_detail: models.InstanceDetail | None = None,
         history: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
-        self.instance_id = instance_id
+        self.instance_id: str | None = instance_id
         #: The last ``InstanceDetail`` seen, or None if no poll ever succeeded.
-        self.last_detail = last_detail
+        self.last_detail: models.InstanceDetail | None = last_detail
         #: The statuses seen during the wait, oldest first.
         self.history: tuple[str, ...] = tuple(history)
 
@@ -290,3 +304,72 @@ class WaitTimeoutError(WaitError):
 
 class WaitFailedError(WaitError):
     """The instance reached a status listed in ``fail_on``."""
+
+
+# -- Credentials, tokens and regions (aiocontainer.auth) ----------------------------------------
+#
+#   AiocontainerError
+#   └── AuthError                               getting or renewing a platform token failed
+#       ├── CredentialsError (also ValueError)  credentials missing or unreadable; before any I/O
+#       ├── LoginError(code, msg, http_status)  the platform refused the keys, signature or time
+#       ├── RegionNotFoundError (also LookupError)  no such region, or none chosen among several
+#       └── RegionUnavailableError              the region has no token or no AI URL
+
+__all__ += [
+    "AuthError",
+    "CredentialsError",
+    "LoginError",
+    "RegionNotFoundError",
+    "RegionUnavailableError",
+]
+
+
+class AuthError(AiocontainerError):
+    """Getting a token, a region or its AI URL from the platform failed."""
+
+
+class CredentialsError(AuthError, ValueError):
+    """Credentials are missing or unreadable (environment, profile file); nothing was sent."""
+
+
+class LoginError(AuthError):
+    """The platform refused to issue tokens: wrong keys, a refused signature or a stale timestamp.
+
+    Never retried: the same keys and clock would be refused again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        msg: str = "",
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        #: The envelope's ``code``, if the answer had one.
+        self.code = code
+        #: The envelope's ``msg``, if the answer had one.
+        self.msg = msg
+        self.http_status = http_status
+
+
+class RegionNotFoundError(AuthError, LookupError):
+    """No region has that name or cluster id, or none was chosen while several have a token."""
+
+    def __init__(self, message: str, *, known: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        #: The regions that could have been chosen, as ``name (cluster id)``.
+        self.known: tuple[str, ...] = tuple(known)
+
+
+class RegionUnavailableError(AuthError):
+    """The region exists but cannot serve container calls; ``reason`` says why."""
+
+    def __init__(self, message: str, *, region: str, reason: str) -> None:
+        super().__init__(message)
+        #: The region's name.
+        self.region = region
+        #: Why: ``"no_token"`` (account disabled or in arrears), ``"platform"`` (the platform's
+        #: own token) or ``"no_ai_url"`` (the center lists no enabled AI URL).
+        self.reason = reason

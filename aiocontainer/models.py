@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
 
+from aiocontainer._convert import structure, unstructure
+
 __all__ = ["InstanceDetail", "InstanceStatus", "MountInfo", "PortInfo", "StatusChange"]
 
 
@@ -64,14 +66,10 @@ class _ApiModel:
     @classmethod
     def from_api(cls: type[_M], data: Mapping[str, Any]) -> _M:
         """Build from the API's camelCase dict; raises ``ResponseError`` on a bad value."""
-        from aiocontainer._convert import structure
-
         return structure(data, cls)
 
     def to_api(self) -> dict[str, Any]:
         """Return the camelCase dict the platform sent: ``from_api(d).to_api() == d``."""
-        from aiocontainer._convert import unstructure
-
         return unstructure(self)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aiocontainer import (
     InstanceDetail,
@@ -228,3 +231,156 @@ def test_extra_is_read_only(data: dict[str, Any]) -> None:
     with pytest.raises(TypeError):
         d.extra["newKey"] = 2  # type: ignore[index]
     assert InstanceDetail(id="x", status="Running").extra == {}
+
+
+# -- hostile data: bounded cost, only our error ----------------------------------------------------
+
+
+def port_body(seed: dict[str, Any], port: dict[str, Any], count: int) -> bytes:
+    """An envelope whose data holds ``count`` copies of ``port``, as compact JSON."""
+    import json
+
+    envelope = copy.deepcopy(seed)
+    envelope["data"]["containerPortInfoList"] = [port] * count
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def body_cost(body: bytes) -> tuple[float, int]:
+    """Seconds (best of three) and tracemalloc peak bytes of what the client does with a body."""
+    import time
+    import tracemalloc
+
+    from aiocontainer._protocol import parse_detail_response
+
+    def run() -> None:
+        with contextlib.suppress(ResponseError):
+            InstanceDetail.from_api(parse_detail_response(200, body))
+
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    tracemalloc.start()
+    try:
+        run()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return min(times), peak
+
+
+def test_a_bad_body_costs_no_more_than_a_good_body_of_its_size(seed: dict[str, Any]) -> None:
+    good = port_body(seed, {"accessUrl": ""}, 30_000)
+    bad = port_body(seed, {"accessUrl": 10}, 30_000)  # every port badly typed
+    assert len(good) == len(bad)
+    good_time, good_peak = body_cost(good)
+    bad_time, bad_peak = body_cost(bad)
+    assert bad_time <= good_time, (bad_time, good_time)
+    assert bad_peak <= good_peak, (bad_peak, good_peak)
+
+
+def test_a_long_bad_list_is_cut_short_and_the_message_says_so(data: dict[str, Any]) -> None:
+    data["containerPortInfoList"] = [{"accessUrl": 1}] * 250
+    with pytest.raises(ResponseError) as caught:
+        InstanceDetail.from_api(data)
+    message = str(caught.value)
+    for index in range(5):
+        assert f"$.containerPortInfoList[{index}].accessUrl: expected a string, got int" in message
+    assert "[5]" not in message
+    assert "$.containerPortInfoList: 245 more items not checked after 5 bad ones" in message
+
+
+@given(bad=st.lists(st.booleans(), max_size=40))
+def test_a_list_is_checked_up_to_the_fifth_bad_item(bad: list[bool]) -> None:
+    ports = [{"containerPort": 1.5 if wrong else 1} for wrong in bad]
+    data = {"id": "x", "status": "Running", "containerPortInfoList": ports}
+    bad_indexes = [index for index, wrong in enumerate(bad) if wrong]
+    if not bad_indexes:
+        assert len(InstanceDetail.from_api(data).container_port_info_list) == len(bad)
+        return
+    with pytest.raises(ResponseError) as caught:
+        InstanceDetail.from_api(data)
+    message = str(caught.value)
+    named = [i for i in range(len(bad)) if f"$.containerPortInfoList[{i}]." in message]
+    assert named == bad_indexes[:5]
+    unchecked = len(bad) - bad_indexes[4] - 1 if len(bad_indexes) >= 5 else 0
+    assert (f"{unchecked} more items not checked" in message) == (unchecked > 0)
+
+
+def test_many_bad_fields_are_counted_not_all_spelled_out(data: dict[str, Any]) -> None:
+    bad_fields = ["cpuNumber", "gpuNumber", "ramSize", "currentIndex", "userName", "version", "id"]
+    data.update(dict.fromkeys(bad_fields, 1.5))
+    with pytest.raises(ResponseError) as caught:
+        InstanceDetail.from_api(data)
+    message = str(caught.value)
+    assert message.count("expected") == 5
+    assert message.endswith(" ... and 2 more")
+
+
+def test_hostile_values_give_our_error_or_a_lossless_model(data: dict[str, Any]) -> None:
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    huge = "x" * 5_000_000
+    data.update(deepExtra=deep, description=huge, status=huge)
+    data["containerPortInfoList"] = [{"accessUrl": "u", 7: "int key", "nested": deep}]
+    detail = InstanceDetail.from_api(data)
+    assert detail.extra["deepExtra"] is deep  # kept, not copied or walked
+    assert detail.container_port_info_list[0].extra == {7: "int key", "nested": deep}
+    assert detail.to_api()["deepExtra"] is deep
+
+    for patch in (
+        {"createTime": "2022-05-11 19:30:34" + huge},
+        {"createTime": huge},
+        {"mountInfoList": [huge] * 1_000_000},
+        {"mountInfoList": [deep] * 1_000_000},
+        {"containerPortInfoList": [{"accessUrl": deep}]},
+    ):
+        with pytest.raises(ResponseError) as caught:
+            InstanceDetail.from_api({**data, **patch})
+        assert len(str(caught.value)) < 2_000
+
+
+def test_long_values_are_not_interned(data: dict[str, Any]) -> None:
+    import json
+    import sys
+
+    long_path = "registry/" + "a" * 300
+    data["imagePath"] = long_path
+    first = InstanceDetail.from_api(json.loads(json.dumps(data)))
+    second = InstanceDetail.from_api(json.loads(json.dumps(data)))
+    assert first.image_path == second.image_path == long_path
+    assert first.image_path is not second.image_path
+    assert first.status is sys.intern("Waiting")
+
+
+def test_models_and_the_converter_do_not_import_each_other() -> None:
+    import ast
+    from pathlib import Path
+
+    import aiocontainer
+
+    source = Path(aiocontainer.__file__).parent / "_convert.py"
+    imported = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert "aiocontainer.models" not in imported
+
+
+def test_the_readme_lists_every_field_with_its_api_key() -> None:
+    from pathlib import Path
+
+    from aiocontainer._convert import to_camel
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for field in attrs.fields(InstanceDetail):
+        if field.name not in ("extra", "_absent"):
+            assert f"| `{field.name}` | `{to_camel(field.name)}` |" in readme, field.name
+    for cls in (PortInfo, MountInfo):
+        for field in attrs.fields(cls):
+            if field.name not in ("extra", "_absent"):
+                assert f"`{field.name}` (`{to_camel(field.name)}`," in readme, field.name

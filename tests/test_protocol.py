@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -16,9 +15,8 @@ from aiocontainer._protocol import (
     normalize_base_url,
     parse_detail_response,
     parse_envelope,
-    redact,
+    read_detail,
     retry_after_seconds,
-    token_expiry,
     validate_instance_id,
 )
 
@@ -323,39 +321,52 @@ def test_retry_after(headers: dict[str, str] | None, seconds: float | None) -> N
 # -- token hints -------------------------------------------------------------------------------
 
 
-def jwt(payload: Any) -> str:
-    def part(obj: Any) -> str:
-        raw = json.dumps(obj).encode() if not isinstance(obj, bytes) else obj
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    return f"{part({'alg': 'HS256'})}.{part(payload)}.{part(b'sig')}"
+# -- the one response path ---------------------------------------------------------------------
 
 
-def test_token_expiry_from_documented_token() -> None:
-    # The payload of the token in the seed's cURL example: expireTime is a string of milliseconds.
-    token = jwt({"expireTime": "1686123346568", "user": "slurmtest", "clusterId": "11112"})
-    assert token_expiry(token) == pytest.approx(1686123346.568)
+def test_read_detail_gives_the_model(seed: dict[str, Any]) -> None:
+    detail = read_detail(200, {}, body(seed), SEED_ID)
+    assert detail.to_api() == seed["data"]
+
+
+def test_read_detail_accepts_the_id_in_another_case(seed: dict[str, Any]) -> None:
+    assert read_detail(200, {}, body(seed), SEED_ID.upper()).id == SEED_ID
+
+
+def test_read_detail_refuses_an_answer_about_another_instance(seed: dict[str, Any]) -> None:
+    seed["data"]["id"] = "other"
+    with pytest.raises(errors.ResponseError, match="describes 'other'") as caught:
+        read_detail(200, {"Retry-After": "2"}, body(seed), SEED_ID)
+    assert (caught.value.instance_id, caught.value.http_status) == (SEED_ID, 200)
+    assert caught.value.retry_after == 2.0
 
 
 @pytest.mark.parametrize(
-    "token",
+    ("status", "payload", "cls"),
     [
-        "plain-token",
-        "a.b",
-        "a.!!!.c",
-        jwt({"user": "x"}),
-        jwt({"expireTime": "soon"}),
-        jwt({"expireTime": True}),
-        jwt({"expireTime": -5}),
-        jwt(["not", "an", "object"]),
-        "x." + base64.urlsafe_b64encode(b"\xff\xfe").decode() + ".y",
+        (503, b"<html>busy</html>", errors.HTTPStatusError),
+        (429, b"", errors.HTTPStatusError),
+        (200, {"code": "10001", "msg": "internal"}, errors.InternalApiError),
+        (200, {"code": "0", "data": None}, errors.ResponseError),
+        (200, {"code": "0", "data": {"id": SEED_ID, "cpuNumber": "4"}}, errors.ResponseError),
+        (200, b"{not json", errors.ResponseError),
+        (302, b"", errors.ResponseError),
     ],
 )
-def test_token_expiry_absent_or_unreadable(token: str) -> None:
-    assert token_expiry(token) is None
+def test_read_detail_errors_are_filled_where_they_are_made(
+    status: int, payload: Any, cls: type[errors.AiocontainerError]
+) -> None:
+    raw = payload if isinstance(payload, bytes) else body(payload)
+    with pytest.raises(cls) as caught:
+        read_detail(status, {"Retry-After": "7"}, raw, SEED_ID)
+    exc = caught.value
+    assert exc.instance_id == SEED_ID
+    assert exc.retry_after == 7.0
+    assert getattr(exc, "http_status", None) == status
 
 
-def test_redact() -> None:
-    assert redact("token=abc; again abc", "abc") == "token=***; again ***"
-    assert redact("nothing", None) == "nothing"
-    assert redact("nothing", "") == "nothing"
+def test_a_bad_field_names_its_path_and_keeps_the_status() -> None:
+    payload = {"code": "0", "data": {"id": SEED_ID, "cpuNumber": "4"}}
+    with pytest.raises(errors.ResponseError, match=r"\$\.cpuNumber") as caught:
+        read_detail(200, None, body(payload), SEED_ID)
+    assert caught.value.http_status == 200 and caught.value.retry_after is None

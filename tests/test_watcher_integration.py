@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -21,14 +22,17 @@ from tests.conftest import eventually
 
 W, D, R = "Waiting", "Deploying", "Running"
 C, F, T = "Completed", "Failed", "Terminated"
+WATCHER_FILES = ("watcher.py", "_tracker.py", "_rotation.py", "_delivery.py", "_waits.py")
 
 
 def watcher_tasks() -> set[asyncio.Task[Any]]:
-    """Running tasks whose code lives in the watcher module."""
+    """Running tasks whose code lives in the watcher or the pieces it starts."""
+    package = os.path.dirname(watcher_module.__file__)
+    files = {os.path.join(package, name) for name in WATCHER_FILES}
     found = set()
     for task in asyncio.all_tasks():
         code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and code.co_filename == watcher_module.__file__:
+        if code is not None and code.co_filename in files:
             found.add(task)
     return found
 

@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _require_rich()
         secret = None
         if command.connection:
-            secret = resolve_token(args)
+            from .regions import uses_credentials
+
+            secret = None if uses_credentials(args) else resolve_token(args)
         else:
             _refuse_connection_options(args, command)
         setup_logging(getattr(args, "verbose", 0) or 0, secret)

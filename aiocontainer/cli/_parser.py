@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import attrs
 
 from aiocontainer import __version__
-from aiocontainer.cli import completion, demo, get, simulate, watch
+from aiocontainer.cli import completion, demo, get, regions, simulate, watch
 from aiocontainer.cli._exits import EXIT_CODES, EXIT_USAGE, exit_codes_epilog
 from aiocontainer.cli._options import connection_options, local_options
 
@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[Any, ...] = (
     watch,
     simulate,
     demo,
+    regions,
     completion,
 )
 
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="aiocontainer",
         description="Look up and watch SCNet container instances.",
-        epilog=exit_codes_epilog(),
+        epilog=f"{regions.PRECEDENCE_HELP}\n\n{exit_codes_epilog()}",
         formatter_class=HelpFormatter,
         parents=[connection_options()],
     )

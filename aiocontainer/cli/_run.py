@@ -9,7 +9,6 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from aiocontainer import ContainerClient
-from aiocontainer.cli._config import make_client
 from aiocontainer.cli._exits import EXIT_INTERRUPTED
 
 
@@ -57,7 +56,9 @@ def run_with_client(
     """Run ``body`` with a client made from the options, closed whatever happens."""
 
     async def with_client() -> int:
-        async with make_client(args) as client:
+        from aiocontainer.cli.regions import connect
+
+        async with connect(args) as client:
             return await body(client)
 
     return run_async(with_client())
