@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiocontainer import ContainerClient, InstanceWatcher, StatusChange
 from aiocontainer.cli import _output
-from aiocontainer.cli._exits import EXIT_OK
+from aiocontainer.cli._exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from aiocontainer.cli._options import fraction, positive_float, positive_int
 from aiocontainer.cli._run import run_async
 
@@ -26,6 +26,7 @@ def register(commands: Commands) -> None:
         "base URL or token.",
         run=run,
         connection=False,
+        exit_codes=(EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED),
     )
     parser.add_argument(
         "--instances",

@@ -250,9 +250,8 @@ async def regions(args: argparse.Namespace) -> int:
         out, _ = _output.consoles()
         out.print(_table(rows))
     if failures:
-        _, err = _output.consoles()
         for name, failure in failures:
-            _output.print_error(err, name, failure)
+            _output.print_error(name, failure)
         return EXIT_API
     return EXIT_OK
 
