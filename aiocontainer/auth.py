@@ -27,8 +27,8 @@ from typing import Any, Final
 import aiohttp
 import attrs
 
-from aiocontainer._credentials import Credentials, _Hidden, login_request, secrets_of
-from aiocontainer._protocol import normalize_base_url, parse_envelope, redact, token_expiry
+from aiocontainer._credentials import Credentials, login_request, secrets_of
+from aiocontainer._protocol import normalize_base_url, parse_envelope
 from aiocontainer._regions import (
     Region,
     RegionToken,
@@ -43,6 +43,7 @@ from aiocontainer._regions import (
     unavailable_error,
 )
 from aiocontainer._signing import check_header_value
+from aiocontainer._tokens import Secret, redact, token_expiry
 from aiocontainer.client import ContainerClient
 from aiocontainer.errors import (
     AiocontainerError,
@@ -219,6 +220,8 @@ class ScnetAuth:
         urls = [ai_base(url) for url in await self._ai_urls(entry)]
         if self._ssl is not None:
             client_options.setdefault("ssl", self._ssl)
+        # The client schedules its renewals on the same wall clock as ours.
+        client_options.setdefault("wall_clock", self._clock)
         margin = float(client_options.get("refresh_margin", 60.0))
         provider = _RegionProvider(self, entry.cluster_id, client_margin=margin)
         # The client takes one base URL today; the others are kept for failover once it takes
@@ -448,7 +451,7 @@ class _RegionProvider:
         self._auth = auth
         self._cluster_id = cluster_id
         self._client_margin = client_margin
-        self._last: _Hidden | None = None
+        self._last: Secret | None = None
 
     async def __call__(self) -> str:
         token = await self._auth._token_for(
@@ -456,7 +459,7 @@ class _RegionProvider:
             handed=self._last.reveal() if self._last is not None else None,
             client_margin=self._client_margin,
         )
-        self._last = _Hidden(token)
+        self._last = Secret(token)
         return token
 
     def __repr__(self) -> str:

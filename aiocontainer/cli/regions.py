@@ -24,7 +24,7 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiocontainer import (
@@ -44,6 +44,7 @@ from aiocontainer.cli._run import run_async
 
 if TYPE_CHECKING:
     from aiocontainer.cli._parser import Commands
+    from aiocontainer.simulator import Simulator
 
 ENV_REGION = "AIOCONTAINER_REGION"
 ENV_AUTH_URL = "AIOCONTAINER_AUTH_URL"
@@ -194,6 +195,29 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[ContainerClient]:
             client = await auth.client(region, **_client_options(args))
         except (RegionNotFoundError, RegionUnavailableError) as exc:
             raise UsageError(str(exc)) from None
+        async with client:
+            yield client
+
+
+@contextlib.asynccontextmanager
+async def simulator_client(
+    sim: Simulator, say: Callable[[str], None], **client_options: Any
+) -> AsyncIterator[ContainerClient]:
+    """The whole way in, as a user takes it: the simulator's keys, its regions, then a client
+    for the first available region (``say`` reports each step)."""
+    creds = Credentials(sim.user, sim.access_key, sim.secret_key)
+    async with ScnetAuth(creds, auth_url=sim.url, platform_url=sim.url) as auth:
+        regions = await auth.regions()
+        say(
+            f"signed in as {creds.user} with an access key; regions: "
+            + ", ".join(
+                f"{r.name} ({r.cluster_id}{'' if r.available else ', unavailable'})"
+                for r in regions
+            )
+        )
+        region = next(r for r in regions if r.available)
+        client = await auth.client(region.cluster_id, **client_options)
+        say(f"region {region.name}: AI URL {client.base_url}, token renewed by the client")
         async with client:
             yield client
 
