@@ -46,8 +46,6 @@ from aiocontainer._sim_world import (
 __all__ = ["Parts", "build_app", "control_route"]
 
 TOKEN_VALID_MESSAGE = "token is valid"
-AI_PREFIX = "/ai/openapi/v2/instance-service"
-AC_PREFIX = "/ac/openapi/v2"
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

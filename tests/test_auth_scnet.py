@@ -526,6 +526,7 @@ async def test_short_lived_tokens_through_a_client(
 async def test_10008_leads_to_one_renewal(live_platform: FakePlatform) -> None:
     platform = live_platform
     async with make_auth(platform, time.time) as auth:
+        # The resend after a renewal is an attempt of its own: two attempts, no transport retries.
         async with await auth.client("East", max_attempts=2) as client:
             await client.get_instance(SEED_ID)
             platform.revoked.update(platform.issued)  # the platform forgets every token
