@@ -155,6 +155,7 @@ async def test_regions_json_and_table(live_platform: FakePlatform, tmp_path: Pat
     assert header.split() == ["NAME", "CLUSTER", "ID", "AVAILABLE", "AI", "URLS"]
     assert rows[0].split()[:3] == ["East", "11112", "yes"]
     assert rows[1].split()[:3] == ["Frozen", "33334", "no"]
+    assert "available no: no token issued for the region (account disabled or in arrears)" in err
     assert not any(row.split()[0] == "ac" for row in rows)  # the platform token is no region
 
 

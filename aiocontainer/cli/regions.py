@@ -50,6 +50,7 @@ ENV_REGION = "AIOCONTAINER_REGION"
 ENV_AUTH_URL = "AIOCONTAINER_AUTH_URL"
 ENV_PLATFORM_URL = "AIOCONTAINER_PLATFORM_URL"
 _DIRECT_OPTIONS = ("base_url", "token", "token_file")
+_NO_TOKEN = "no token issued for the region (account disabled or in arrears)"
 _DIRECT_ENV = ("AIOCONTAINER_BASE_URL", "AIOCONTAINER_TOKEN", "AIOCONTAINER_TOKEN_FILE")
 #: The options this module adds to every command that connects.
 OPTIONS = ("region", "profile", "auth_url", "platform_url")
@@ -268,13 +269,14 @@ async def regions(args: argparse.Namespace) -> int:
                     "ai_urls": urls,
                 }
             )
+    out, err = _output.consoles()
     if args.output == "json":
         print(_output.dumps(rows))
     else:
-        out, _ = _output.consoles()
         out.print(_table(rows))
+        if not all(row["available"] for row in rows):
+            err.print(f"available no: {_NO_TOKEN}", markup=False, highlight=False)
     if failures:
-        _, err = _output.consoles()
         for name, failure in failures:
             _output.print_error(err, name, failure)
         return EXIT_API
@@ -286,14 +288,15 @@ def _table(rows: list[dict[str, Any]]) -> Any:
     from rich.text import Text
 
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "CLUSTER ID", "AVAILABLE", "AI URLS"):
+    for column in ("NAME", "CLUSTER ID", "AVAILABLE"):
         table.add_column(column, overflow="fold")
+    table.add_column("AI URLS", no_wrap=True)
     for row in rows:
         # Server text is shown as text, never read as markup.
         table.add_row(
             Text(row["name"]),
             Text(row["cluster_id"]),
-            "yes" if row["available"] else "[red]no[/red] (disabled or in arrears)",
+            "yes" if row["available"] else "[red]no[/red]",
             Text(" ".join(row["ai_urls"]) or "-"),
         )
     return table
