@@ -8,6 +8,7 @@ Look up one instance, look up thousands at once, or watch them change status::
 
 import logging as _logging
 
+from aiocontainer._health import HealthReport, InstanceHealth, WatcherStats
 from aiocontainer._version import __version__
 from aiocontainer.auth import Credentials, Region, ScnetAuth
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
@@ -24,6 +25,8 @@ from aiocontainer.errors import (
     FileTooLargeError,
     HTTPStatusError,
     InstanceGoneError,
+    InstanceRecoveredNotice,
+    InstanceStaleError,
     InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
@@ -33,6 +36,7 @@ from aiocontainer.errors import (
     RegionNotFoundError,
     RegionUnavailableError,
     ResponseError,
+    SyncTimeoutError,
     TokenError,
     TransportError,
     UserFrozenError,
@@ -62,8 +66,12 @@ __all__ = [
     "FileCheckError",
     "FileTooLargeError",
     "HTTPStatusError",
+    "HealthReport",
     "InstanceDetail",
     "InstanceGoneError",
+    "InstanceHealth",
+    "InstanceRecoveredNotice",
+    "InstanceStaleError",
     "InstanceStatus",
     "InstanceWatcher",
     "InternalApiError",
@@ -81,6 +89,7 @@ __all__ = [
     "Result",
     "ScnetAuth",
     "StatusChange",
+    "SyncTimeoutError",
     "TokenError",
     "TokenProvider",
     "TransportError",
@@ -88,5 +97,6 @@ __all__ = [
     "WaitError",
     "WaitFailedError",
     "WaitTimeoutError",
+    "WatcherStats",
     "__version__",
 ]
