@@ -8,6 +8,7 @@ Look up one instance, look up thousands at once, or watch them change status::
 
 import logging as _logging
 
+from aiocontainer._health import HealthReport, InstanceHealth, WatcherStats
 from aiocontainer._paging import ListPage
 from aiocontainer._version import __version__
 from aiocontainer.auth import Credentials, Region, ScnetAuth
@@ -27,6 +28,8 @@ from aiocontainer.errors import (
     FileTooLargeError,
     HTTPStatusError,
     InstanceGoneError,
+    InstanceRecoveredNotice,
+    InstanceStaleError,
     InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
@@ -37,6 +40,7 @@ from aiocontainer.errors import (
     RegionNotFoundError,
     RegionUnavailableError,
     ResponseError,
+    SyncTimeoutError,
     TokenError,
     TransportError,
     UserFrozenError,
@@ -68,8 +72,12 @@ __all__ = [
     "FileCheckError",
     "FileTooLargeError",
     "HTTPStatusError",
+    "HealthReport",
     "InstanceDetail",
     "InstanceGoneError",
+    "InstanceHealth",
+    "InstanceRecoveredNotice",
+    "InstanceStaleError",
     "InstanceStatus",
     "InstanceWatcher",
     "InternalApiError",
@@ -89,6 +97,7 @@ __all__ = [
     "Result",
     "ScnetAuth",
     "StatusChange",
+    "SyncTimeoutError",
     "TokenError",
     "TokenProvider",
     "TransportError",
@@ -96,5 +105,6 @@ __all__ = [
     "WaitError",
     "WaitFailedError",
     "WaitTimeoutError",
+    "WatcherStats",
     "__version__",
 ]

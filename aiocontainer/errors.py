@@ -416,3 +416,53 @@ class RegionUnavailableError(AuthError):
         #: Why: ``"no_token"`` (account disabled or in arrears), ``"platform"`` (the platform's
         #: own token) or ``"no_ai_url"`` (the center lists no enabled AI URL).
         self.reason = reason
+
+
+# -- Watcher health (staleness reported through on_error) ---------------------------------------
+#
+#   AiocontainerError
+#   ├── InstanceStaleError                      no successful poll of an id for ``stale_after``
+#   ├── InstanceRecoveredNotice                 a stale id was observed again (not a failure)
+#   └── SyncTimeoutError (also TimeoutError)    ``wait_synced`` ran out of time
+
+__all__ += ["InstanceRecoveredNotice", "InstanceStaleError", "SyncTimeoutError"]
+
+
+class InstanceStaleError(AiocontainerError):
+    """No poll of a watched id succeeded for longer than ``stale_after``; reported once."""
+
+    def __init__(self, instance_id: str, *, age: float, stale_after: float) -> None:
+        super().__init__(
+            f"instance {instance_id} is stale: not observed for {age:.1f}s "
+            f"(stale after {stale_after:g}s)"
+        )
+        self.instance_id: str | None = instance_id
+        #: Seconds it had gone unobserved when it was found stale.
+        self.age: float = age
+        #: The watcher's ``stale_after``.
+        self.stale_after: float = stale_after
+
+
+class InstanceRecoveredNotice(AiocontainerError):
+    """A stale id was observed again; sent once after its ``InstanceStaleError`` to clear it.
+
+    It is a notice, not a failure: it reaches ``on_error`` so that whatever raised an alert on
+    ``InstanceStaleError`` can lower it; the watcher logs it at INFO when no callback is set.
+    """
+
+    def __init__(self, instance_id: str, *, blind_for: float) -> None:
+        super().__init__(f"instance {instance_id} is observed again after {blind_for:.1f}s")
+        self.instance_id: str | None = instance_id
+        #: Seconds between the start of the stale spell's unobserved time and this observation.
+        self.blind_for: float = blind_for
+
+
+class SyncTimeoutError(AiocontainerError, TimeoutError):
+    """``wait_synced`` timed out before every watched id was observed once."""
+
+    def __init__(self, *, unsynced: int, timeout: float) -> None:
+        super().__init__(f"{unsynced} watched instances not observed within {timeout:g}s")
+        #: How many watched ids were still unobserved.
+        self.unsynced: int = unsynced
+        #: The timeout that ran out.
+        self.timeout: float = timeout
