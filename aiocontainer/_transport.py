@@ -155,7 +155,15 @@ class Transport:
                 ) as response:
                     status = response.status
                     headers = response.headers
-                    body = await self._read_body(response, instance_id)
+                    length = response.content_length
+                    if (
+                        length is not None
+                        and length <= self._max_body_bytes
+                        and "Content-Encoding" not in headers
+                    ):
+                        body = await response.read()  # the usual answer, one frame less
+                    else:
+                        body = await self._read_body(response, instance_id)
             except _FOREIGN_ERRORS as exc:
                 failure = self._transport_error(exc, instance_id, label, token)
                 self._fail_over(using)

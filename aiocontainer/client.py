@@ -226,9 +226,13 @@ class ContainerClient:
         return await self._get_valid(validate_instance_id(instance_id))
 
     async def _get_valid(self, instance_id: str) -> InstanceDetail:
-        """``get_instance`` for an id already validated: join a lookup in flight or lead one."""
-        while (shared := self._inflight.get(instance_id)) is not None:
-            outcome = await asyncio.shield(shared)
+        """``get_instance`` for an id already validated: join a lookup in flight or lead one.
+
+        Leading is inline, not a call of its own: every frame between the caller and the
+        socket is crossed again each time the request resumes.
+        """
+        while (joined := self._inflight.get(instance_id)) is not None:
+            outcome = await asyncio.shield(joined)
             if isinstance(outcome, _Cancelled):
                 continue  # the leader was cancelled; lead a new lookup
             detail, error = outcome
@@ -236,12 +240,9 @@ class ContainerClient:
                 raise error
             assert detail is not None
             return detail
-        return await self._lead(instance_id)
-
-    async def _lead(self, instance_id: str) -> InstanceDetail:
         shared = asyncio.get_running_loop().create_future()
         self._inflight[instance_id] = shared
-        outcome: _Outcome = _LEADER_CANCELLED
+        outcome = _LEADER_CANCELLED
         try:
             detail = await self._fetch(
                 DETAIL_PATH.format(id=instance_id),
