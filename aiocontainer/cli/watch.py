@@ -254,7 +254,9 @@ def _say_what_resumes(checkpoint: str | None, ids: list[str]) -> None:
         _output.print_err(f"aiocontainer: checkpoint {checkpoint} is unreadable; starting fresh")
         return
     saved = document.get("instances") if isinstance(document, dict) else None
-    known = sum(1 for i in ids if isinstance(saved, dict) and i in saved)
+    # Ids are hex: the watcher treats case variants as one instance, and so does this count.
+    saved_ids = {str(key).lower() for key in saved} if isinstance(saved, dict) else set()
+    known = len({i.lower() for i in ids} & saved_ids)
     _output.print_err(
         _output.visible(
             f"aiocontainer: resuming from {checkpoint}: {known} of {len(ids)} ids have a saved "
