@@ -8,6 +8,8 @@ Look up one instance, look up thousands at once, or watch them change status::
 
 import logging as _logging
 
+from aiocontainer._health import HealthReport, InstanceHealth, WatcherStats
+from aiocontainer._paging import ListPage
 from aiocontainer._version import __version__
 from aiocontainer.auth import Credentials, Region, ScnetAuth
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
@@ -17,6 +19,8 @@ from aiocontainer.errors import (
     ApiError,
     AuthError,
     ChangesDroppedError,
+    CheckpointError,
+    CheckpointLockedError,
     ClientClosedError,
     ConnectionInterruptedApiError,
     CredentialsError,
@@ -24,15 +28,19 @@ from aiocontainer.errors import (
     FileTooLargeError,
     HTTPStatusError,
     InstanceGoneError,
+    InstanceRecoveredNotice,
+    InstanceStaleError,
     InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
+    ListEntryError,
     LoginError,
     MissingParameterError,
     PermissionDeniedError,
     RegionNotFoundError,
     RegionUnavailableError,
     ResponseError,
+    SyncTimeoutError,
     TokenError,
     TransportError,
     UserFrozenError,
@@ -53,6 +61,8 @@ __all__ = [
     "AuthError",
     "ChangeStream",
     "ChangesDroppedError",
+    "CheckpointError",
+    "CheckpointLockedError",
     "ClientClosedError",
     "ClientStats",
     "ConnectionInterruptedApiError",
@@ -62,13 +72,19 @@ __all__ = [
     "FileCheckError",
     "FileTooLargeError",
     "HTTPStatusError",
+    "HealthReport",
     "InstanceDetail",
     "InstanceGoneError",
+    "InstanceHealth",
+    "InstanceRecoveredNotice",
+    "InstanceStaleError",
     "InstanceStatus",
     "InstanceWatcher",
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",
+    "ListEntryError",
+    "ListPage",
     "LoginError",
     "MissingParameterError",
     "MountInfo",
@@ -81,6 +97,7 @@ __all__ = [
     "Result",
     "ScnetAuth",
     "StatusChange",
+    "SyncTimeoutError",
     "TokenError",
     "TokenProvider",
     "TransportError",
@@ -88,5 +105,6 @@ __all__ = [
     "WaitError",
     "WaitFailedError",
     "WaitTimeoutError",
+    "WatcherStats",
     "__version__",
 ]

@@ -15,13 +15,14 @@ from typing import Any, NoReturn
 import attrs
 
 from aiocontainer import __version__
-from aiocontainer.cli import completion, demo, get, regions, simulate, watch
+from aiocontainer.cli import completion, demo, get, listing, regions, simulate, watch
 from aiocontainer.cli._exits import EXIT_CODES, EXIT_USAGE, exit_codes_epilog
 from aiocontainer.cli._options import connection_options, local_options
 
 # One line per command module, in the order of the help text.
 COMMAND_MODULES: tuple[Any, ...] = (
     get,
+    listing,
     watch,
     simulate,
     demo,
