@@ -1,63 +1,80 @@
-"""The platform's protocol without I/O: ids, URLs, envelopes, retry decisions, token hints.
+"""The platform's protocol without I/O: ids, URLs, envelopes, retry decisions.
 
 Rule 1: an id is checked before anything is sent. Only ``[A-Za-z0-9_-]{1,128}`` reaches a URL, so no
         id can change the path (``..``, ``/``, ``?``, ``#``, ``%``) or the request line (CR/LF).
-Rule 2: ``parse_detail_response(status, headers, body)`` returns the envelope's ``data`` dict or
-        raises exactly one ``AiocontainerError``; it never returns half a result.
-Rule 3: whether to retry is decided here, from the error alone.
+Rule 2: ``read_detail(status, headers, body, asked_id)`` returns an ``InstanceDetail`` or raises
+        exactly one ``AiocontainerError``, filled here: instance id, HTTP status and ``Retry-After``
+        are set when the error is made, never patched on later. It never returns half a result.
+Rule 3: every text that came from the server (body snippets, the envelope's ``msg``) has the token
+        blanked out before it is put in an error.
+Rule 4: whether to retry is decided here, from the error alone.
 
 This module imports neither aiohttp nor asyncio.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import random
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from aiocontainer import _json
+from aiocontainer._convert import structure
+from aiocontainer._options import require  # re-exported for the watcher
+from aiocontainer._paging import ListPage
+from aiocontainer._tokens import mentions, redact
 from aiocontainer.errors import (
     AiocontainerError,
     ApiError,
     HTTPStatusError,
     InvalidInstanceIdError,
+    ListEntryError,
     ResponseError,
     TransportError,
     api_error_class,
 )
+from aiocontainer.models import InstanceDetail, InstanceStatus
 
-try:  # orjson is optional (the ``speedups`` extra); it is several times faster on these bodies.
-    import orjson
-
-    _loads: Any = orjson.loads
-    JSON_DECODE_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
-except ImportError:  # pragma: no cover - exercised where orjson is absent
-    _loads = json.loads
-    JSON_DECODE_ERRORS = (ValueError,)
+#: The decoder of every body: bounded, and only ``JSONError`` (a ``ValueError``) on bad input.
+#: A module attribute so the benchmark can compare decoders on the same path.
+_loads: Any = _json.loads
+JSON_DECODE_ERRORS: Final[tuple[type[Exception], ...]] = (ValueError,)
 
 __all__ = [
     "DETAIL_PATH",
+    "LIST_PARAMETERS_IN",
+    "LIST_PATH",
     "MAX_BODY_BYTES",
     "RETRYABLE_CODES",
+    "TASK_TYPES",
+    "ai_base_url",
+    "ai_base_urls",
     "detail_path",
     "detail_url",
     "is_retryable",
+    "list_filters",
+    "list_request",
     "loads",
     "normalize_base_url",
     "parse_detail_response",
     "parse_envelope",
-    "redact",
+    "read_detail",
+    "read_list_page",
     "require",
     "retry_after_seconds",
     "retry_delay",
-    "token_expiry",
     "validate_instance_id",
 ]
 
 DETAIL_PATH: Final = "/ai/openapi/v2/instance-service/{id}/detail"
+LIST_PATH: Final = "/ai/openapi/v2/instance-service/task"
+#: Where the list endpoint's parameters go: "query" (what scnet-cli sends, and the default) or
+#: "body" (a JSON body on the GET, as the platform's own examples show). The one place to
+#: change it; the simulator accepts both.
+LIST_PARAMETERS_IN: Final = "query"
+#: The task types the list endpoint documents for ``taskType``.
+TASK_TYPES: Final = frozenset({"ssh", "jupyter", "codeserver", "rstudio"})
 #: Responses larger than this are refused without being read whole.
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 #: Envelope codes worth another attempt: 10001 internal error, 10012 connection interrupted.
@@ -66,14 +83,8 @@ _SNIPPET_CHARS: Final = 120
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-def require(condition: bool, message: str) -> None:
-    """Raise ``ValueError(message)`` unless ``condition``: the check of every option."""
-    if not condition:
-        raise ValueError(message)
-
-
 def loads(body: bytes | str) -> Any:
-    """Decode JSON with orjson when installed, else the standard library."""
+    """Decode JSON (orjson when installed, else the standard library) within ``_json``'s bounds."""
     return _loads(body)
 
 
@@ -104,6 +115,33 @@ def normalize_base_url(base_url: str) -> str:
     return stripped
 
 
+def ai_base_url(base_url: str) -> str:
+    """The base the container paths (``/ai/openapi/v2/...``) are joined to.
+
+    The platform's center lists AI URLs that may end in ``/ai``; one trailing ``/ai`` is
+    stripped, as scnet-cli does, so ``https://host:65106`` and ``https://host:65106/ai`` name the
+    same API. This is an assumption (no document says which form the center sends); a base that
+    really lives under a path ending in ``/ai`` would need that segment twice.
+    """
+    normalized = normalize_base_url(base_url)
+    if normalized.endswith("/ai") and normalized.count("/") > 2:
+        normalized = normalized[: -len("/ai")]
+    return normalized
+
+
+def ai_base_urls(base_url: object) -> tuple[str, ...]:
+    """One or several base URLs, each through ``ai_base_url``, in order, without repeats."""
+    if isinstance(base_url, str):
+        return (ai_base_url(base_url),)
+    require(
+        not isinstance(base_url, bytes | bytearray) and hasattr(base_url, "__iter__"),
+        "base_url must be a URL or a sequence of URLs",
+    )
+    urls = tuple(dict.fromkeys(ai_base_url(url) for url in base_url))  # type: ignore[attr-defined]
+    require(bool(urls), "base_url must name at least one URL")
+    return urls
+
+
 def detail_path(instance_id: str) -> str:
     """The request path of the detail endpoint for a validated id."""
     return DETAIL_PATH.format(id=validate_instance_id(instance_id))
@@ -126,30 +164,66 @@ def snippet(body: bytes, secret: str | None = None) -> str:
     return text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else "")
 
 
-def _is_error_status(status: int) -> bool:
-    return status >= 400
-
-
 def parse_envelope(
-    status: int, body: bytes, *, instance_id: str | None = None, secret: str | None = None
+    status: int,
+    body: bytes,
+    *,
+    instance_id: str | None = None,
+    secret: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Any:
-    """Return ``data`` of a successful envelope; raise the matching error otherwise.
+    """Return ``data`` of a successful envelope; raise the matching, fully filled error otherwise.
 
     The Content-Type is not consulted: a JSON body labelled ``text/html`` is still read.
-    ``secret`` (the token) is blanked out of any body snippet an error carries.
+    ``secret`` (the token) is blanked out of every server text an error carries; ``headers``
+    give the ``Retry-After`` the error carries.
     """
+    if status == 200 and body:
+        # The common case first, in as few steps as possible; anything unusual takes the slow
+        # path below, which reads the body again and says what is wrong with it.
+        try:
+            envelope = _loads(body)
+        except JSON_DECODE_ERRORS:
+            envelope = None
+        if type(envelope) is dict and envelope.get("code") == "0":
+            return envelope.get("data")
+    return _unusual_envelope(status, body, instance_id, secret, headers)
+
+
+def _unusual_envelope(
+    status: int,
+    body: bytes,
+    instance_id: str | None,
+    secret: str | None,
+    headers: Mapping[str, str] | None,
+) -> Any:
+    retry_after = retry_after_seconds(headers)
     if 300 <= status < 400:
-        raise ResponseError("redirect not followed", http_status=status, instance_id=instance_id)
+        raise ResponseError(
+            "redirect not followed",
+            http_status=status,
+            instance_id=instance_id,
+            retry_after=retry_after,
+        )
     try:
-        envelope = loads(body) if body else None
+        envelope = _loads(body) if body else None
     except JSON_DECODE_ERRORS:
         envelope = None
     if not isinstance(envelope, dict) or "code" not in envelope:
-        if _is_error_status(status):
-            raise HTTPStatusError(status, snippet=snippet(body, secret), instance_id=instance_id)
+        if status >= 400:
+            raise HTTPStatusError(
+                status,
+                snippet=snippet(body, secret),
+                instance_id=instance_id,
+                retry_after=retry_after,
+            )
         what = "empty body" if not body else "body is not a JSON envelope"
         raise ResponseError(
-            what, http_status=status, snippet=snippet(body, secret), instance_id=instance_id
+            what,
+            http_status=status,
+            snippet=snippet(body, secret),
+            instance_id=instance_id,
+            retry_after=retry_after,
         )
     code = envelope["code"]
     if type(code) is int:
@@ -160,34 +234,242 @@ def parse_envelope(
             http_status=status,
             snippet=snippet(body, secret),
             instance_id=instance_id,
+            retry_after=retry_after,
         )
-    msg = envelope.get("msg")
-    msg = msg if isinstance(msg, str) else ""
     if code != "0":
-        raise api_error_class(code)(code, msg, instance_id=instance_id, http_status=status)
-    if _is_error_status(status):
+        msg = envelope.get("msg")
+        msg = redact(msg, secret) if isinstance(msg, str) else ""
+        raise api_error_class(code)(
+            code, msg, instance_id=instance_id, http_status=status, retry_after=retry_after
+        )
+    if status >= 400:
         # A success code under an error status is contradictory; trust neither half.
-        raise HTTPStatusError(status, snippet=snippet(body, secret), instance_id=instance_id)
+        raise HTTPStatusError(
+            status, snippet=snippet(body, secret), instance_id=instance_id, retry_after=retry_after
+        )
     return envelope.get("data")
 
 
 def parse_detail_response(
-    status: int, body: bytes, *, instance_id: str | None = None, secret: str | None = None
+    status: int,
+    body: bytes,
+    *,
+    instance_id: str | None = None,
+    secret: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Return the detail ``data`` dict, or raise; ``data`` must be a JSON object.
-
-    ``secret`` (the token) is blanked out of any body snippet an error carries.
-    """
-    data = parse_envelope(status, body, instance_id=instance_id, secret=secret)
-    if not isinstance(data, dict):
+    """Return the detail ``data`` dict, or raise; ``data`` must be a JSON object."""
+    data = parse_envelope(status, body, instance_id=instance_id, secret=secret, headers=headers)
+    if type(data) is not dict:
         what = "missing" if data is None else f"a {type(data).__name__}"
         raise ResponseError(
             f"envelope data is {what}, expected an object",
             http_status=status,
             snippet=snippet(body, secret),
             instance_id=instance_id,
+            retry_after=retry_after_seconds(headers),
         )
     return data
+
+
+def read_detail(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes,
+    asked_id: str,
+    *,
+    secret: str | None = None,
+) -> InstanceDetail:
+    """The ``InstanceDetail`` a detail answer describes, or the one error it amounts to.
+
+    ``asked_id`` is the id that was asked for (already validated). An answer about another
+    instance is a ``ResponseError``: ids are hex and may be typed in either case, so only a
+    case-insensitive match is accepted, and any other mismatch would file one instance's status
+    under another's id.
+    """
+    data = parse_detail_response(status, body, instance_id=asked_id, secret=secret, headers=headers)
+    detail = model_from(data, status, headers, asked_id, secret)
+    if detail.id != asked_id and detail.id.lower() != asked_id.lower():
+        raise ResponseError(
+            f"asked for instance {asked_id}, the answer describes {detail.id[:40]!r}",
+            http_status=status,
+            instance_id=asked_id,
+            retry_after=retry_after_seconds(headers),
+        )
+    return detail
+
+
+def model_from(
+    data: Any,
+    status: int,
+    headers: Mapping[str, str] | None,
+    instance_id: str | None,
+    secret: str | None,
+) -> InstanceDetail:
+    """The model built from ``data``, or a ``ResponseError`` naming the bad fields.
+
+    The converter's message may quote a value the server sent, so the token is blanked out.
+    """
+    try:
+        return structure(data, InstanceDetail)
+    except ResponseError as exc:
+        failure = ResponseError(
+            redact(str(exc.args[0]), secret),
+            http_status=status,
+            instance_id=instance_id,
+            retry_after=retry_after_seconds(headers),
+        )
+        failure.__cause__ = _safe_cause(exc, secret)
+    # Raised outside the except block, so the converter's own error (whose text may quote the
+    # token) is not kept as __context__.
+    raise failure
+
+
+def _safe_cause(exc: BaseException, secret: str | None) -> BaseException | None:
+    """What a converter error was caused by, unless its text shows the token."""
+    cause = exc.__cause__
+    return None if cause is None or mentions(cause, secret) else cause
+
+
+def list_filters(
+    status: object = None, task_type: object = None, names: object = None
+) -> tuple[tuple[str, str], ...]:
+    """The list endpoint's filters as ``(name, value)`` pairs; ``ValueError`` on a bad value.
+
+    ``status`` is one of the six documented statuses, ``task_type`` one of ``TASK_TYPES``,
+    ``names`` an iterable of instance names (not a bare string); None leaves a filter out.
+    The status filter is strict although statuses in answers pass through unknown: a typo here
+    would silently list nothing.
+    """
+    pairs: list[tuple[str, str]] = []
+    if status is not None:
+        require(
+            isinstance(status, str) and status in _STATUSES,
+            f"status must be one of {', '.join(sorted(_STATUSES))}",
+        )
+        pairs.append(("status", str(status)))
+    if task_type is not None:
+        require(
+            isinstance(task_type, str) and task_type in TASK_TYPES,
+            f"task_type must be one of {', '.join(sorted(TASK_TYPES))}",
+        )
+        pairs.append(("taskType", str(task_type)))
+    if names is not None:
+        require(
+            not isinstance(names, str | bytes) and hasattr(names, "__iter__"),
+            "names must be a list of instance names, not a single string",
+        )
+        listed = list(names)  # type: ignore[call-overload]
+        require(
+            all(isinstance(name, str) and name for name in listed),
+            "every name must be a non-empty string",
+        )
+        pairs.extend(("instanceServiceName", name) for name in listed)
+    return tuple(pairs)
+
+
+_STATUSES: Final = frozenset(
+    {
+        InstanceStatus.WAITING,
+        InstanceStatus.DEPLOYING,
+        InstanceStatus.RUNNING,
+        *InstanceStatus.TERMINAL,
+    }
+)
+
+
+def list_request(
+    start: int, limit: int, filters: tuple[tuple[str, str], ...]
+) -> tuple[list[tuple[str, str]] | None, dict[str, Any] | None]:
+    """The query parameters and the JSON body of one list request (one of them is None).
+
+    Newest first (``sort=desc``, the documented value): an instance created during a listing
+    then lands before the pages still to come, so it shifts them by one and some ids come
+    again (the pager drops them) but none is skipped for it.
+    """
+    require(
+        not isinstance(start, bool) and isinstance(start, int) and start >= 0,
+        "start must be a non-negative integer",
+    )
+    require(
+        not isinstance(limit, bool) and isinstance(limit, int) and limit >= 1,
+        "limit must be a positive integer",
+    )
+    pairs = [("start", str(start)), ("limit", str(limit)), ("sort", "desc"), *filters]
+    if LIST_PARAMETERS_IN == "query":
+        return pairs, None
+    body: dict[str, Any] = {"start": start, "limit": limit, "sort": "desc"}
+    for key, value in filters:
+        if key == "instanceServiceName":
+            body.setdefault(key, []).append(value)
+        else:
+            body[key] = value
+    return None, body
+
+
+def read_list_page(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes,
+    start: int,
+    *,
+    secret: str | None = None,
+) -> ListPage:
+    """The ``ListPage`` a list answer holds, or the one error the whole answer amounts to.
+
+    ``data`` must be a list (a missing ``data`` is an empty page, as scnet-cli reads it). Each
+    entry that is not an object with a valid id, or does not match the model, becomes a
+    ``ListEntryError`` on the page; the other entries are kept.
+    """
+    data = parse_envelope(status, body, secret=secret, headers=headers)
+    if data is None:
+        data = []
+    if type(data) is not list:
+        raise ResponseError(
+            f"list page at offset {start}: data is a {type(data).__name__}, expected a list",
+            http_status=status,
+            snippet=snippet(body, secret),
+            retry_after=retry_after_seconds(headers),
+        )
+    details: list[InstanceDetail] = []
+    errors: list[ListEntryError] = []
+    for index, entry in enumerate(data):
+        try:
+            details.append(_list_entry(entry, start, index, status, secret))
+        except ListEntryError as exc:
+            errors.append(exc)
+    return ListPage(start=start, count=len(data), details=tuple(details), errors=tuple(errors))
+
+
+def _list_entry(
+    entry: Any, start: int, index: int, status: int, secret: str | None
+) -> InstanceDetail:
+    where = f"list page at offset {start}, entry {index}"
+    if type(entry) is not dict:
+        raise ListEntryError(
+            f"{where}: expected an object, got {type(entry).__name__}",
+            page_start=start,
+            index=index,
+            http_status=status,
+        )
+    raw_id = entry.get("id")
+    if not (isinstance(raw_id, str) and _ID_RE.fullmatch(raw_id)):
+        what = "missing" if raw_id is None else "not 1-128 characters from [A-Za-z0-9_-]"
+        raise ListEntryError(
+            f"{where}: $.id: {what}", page_start=start, index=index, http_status=status
+        )
+    try:
+        return structure(entry, InstanceDetail)
+    except ResponseError as exc:
+        failure = ListEntryError(
+            f"{where} (instance {redact(raw_id, secret)}): {redact(str(exc.args[0]), secret)}",
+            page_start=start,
+            index=index,
+            instance_id=raw_id,
+            http_status=status,
+        )
+        failure.__cause__ = _safe_cause(exc, secret)
+    raise failure
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -248,37 +530,3 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     if seconds != seconds or seconds < 0 or seconds == float("inf"):
         return None
     return seconds
-
-
-def token_expiry(token: str) -> float | None:
-    """The ``expireTime`` hint of a JWT-shaped token, in epoch seconds; None if there is none.
-
-    The signature is not and cannot be checked: the value only decides when to renew early.
-    """
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(claims, dict):
-        return None
-    expire = claims.get("expireTime")
-    if isinstance(expire, bool) or not isinstance(expire, str | int | float):
-        return None
-    try:
-        millis = float(expire)
-    except ValueError:
-        return None
-    if millis != millis or millis <= 0 or millis == float("inf"):
-        return None
-    return millis / 1000.0
-
-
-def redact(text: str, secret: str | None) -> str:
-    """Replace every occurrence of ``secret`` in ``text`` with ``***``."""
-    if not secret:
-        return text
-    return text.replace(secret, "***")

@@ -15,9 +15,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
+    "CENTER_FAULT_KEY",
     "DEFAULT_FAULT_MIX",
     "FAULT_KINDS",
     "LIST_FAULT_KEY",
+    "TOKENS_FAULT_KEY",
     "Fault",
     "FaultPlan",
     "Latency",
@@ -26,8 +28,12 @@ __all__ = [
     "parse_fault",
 ]
 
-# Scripted faults for the list endpoint are queued under this key instead of an instance id.
+# Scripted faults for the list endpoint are queued under this key instead of an instance id
+# (or under "list:<start>" for one page only);
+# the token endpoints (both logins and renewal) under "tokens", the center under "center".
 LIST_FAULT_KEY = "list"
+TOKENS_FAULT_KEY = "tokens"
+CENTER_FAULT_KEY = "center"
 
 FAULT_KINDS: tuple[str, ...] = (
     "http_500",
@@ -142,15 +148,21 @@ class FaultPlan:
         pairs = zip(self._mix, self._weights, strict=True)
         return {format_fault(fault): weight for fault, weight in pairs}
 
-    def take(self, key: str) -> Fault | None:
-        """The fault for the next request about ``key``, or None to answer normally."""
-        queue = self._scripted.get(key)
-        if queue:
-            fault = queue.popleft()
-            if not queue:
-                del self._scripted[key]
-            return fault
-        if self._rate and self._rng.random() < self._rate:
+    def take(self, *keys: str, scripted_only: bool = False) -> Fault | None:
+        """The fault for the next request about ``keys``, or None to answer normally.
+
+        The first key with a queued fault serves it (a list page is asked about as
+        ``"list:<start>"`` and then ``"list"``); otherwise a random fault at the plan's rate,
+        unless ``scripted_only`` (endpoints the random rate never hits).
+        """
+        for key in keys:
+            queue = self._scripted.get(key)
+            if queue:
+                fault = queue.popleft()
+                if not queue:
+                    del self._scripted[key]
+                return fault
+        if not scripted_only and self._rate and self._rng.random() < self._rate:
             return self._rng.choices(self._mix, weights=self._weights)[0]
         return None
 

@@ -1,7 +1,8 @@
 """The simulator over HTTP: the platform's endpoints, its faults, and the ``/_sim/`` controls.
 
 Rule 1: the platform's endpoints answer HTTP 200 with an envelope whose ``code`` is a string,
-unless a fault says otherwise; faults hit the detail and list endpoints only.
+unless a fault says otherwise; random faults hit the detail and list endpoints only, scripted
+ones also the token endpoints (key ``"tokens"``) and the center (key ``"center"``).
 Rule 2: counting, latency and faults are middleware of the platform's sub-applications only;
 the control surface is a sub-application of its own, so it is never faulted, delayed or counted
 by construction, not by a check in each handler.
@@ -23,8 +24,15 @@ from typing import Any
 
 from aiohttp import web
 
-from aiocontainer._sim_auth import TokenBook
-from aiocontainer._sim_faults import LIST_FAULT_KEY, Fault, FaultPlan, Latency
+from aiocontainer._sim_auth import AUTH_MESSAGES, Login, Region, TokenBook, center_data
+from aiocontainer._sim_faults import (
+    CENTER_FAULT_KEY,
+    LIST_FAULT_KEY,
+    TOKENS_FAULT_KEY,
+    Fault,
+    FaultPlan,
+    Latency,
+)
 from aiocontainer._sim_lifecycle import TERMINAL, format_timestamp
 from aiocontainer._sim_world import (
     Stats,
@@ -38,8 +46,6 @@ from aiocontainer._sim_world import (
 __all__ = ["Parts", "build_app", "control_route"]
 
 TOKEN_VALID_MESSAGE = "token is valid"
-AI_PREFIX = "/ai/openapi/v2/instance-service"
-AC_PREFIX = "/ac/openapi/v2"
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,9 +59,14 @@ class Parts:
     latency: Latency
     stats: Stats
     tokens: TokenBook
+    login: Login
+    regions: tuple[Region, ...]
+    user: str
     token_ttl: float
     retry_after: float
     page_cap: int | None = None
+    churn: int = 0
+    keep: frozenset[str] = frozenset()  # never deleted by churn
     base_url: Callable[[], str] = lambda: ""
     # Requests held open by a hang or reset fault, cut off by suspend() and close().
     stalled: dict[asyncio.Future[None], asyncio.Transport | None] = field(default_factory=dict)
@@ -73,7 +84,8 @@ def _json_response(body: bytes) -> web.Response:
 
 
 _ERRORS: Mapping[str, bytes] = {
-    code: error_body(code) for code in ("10001", "10003", "10004", "10008", "10012")
+    **{code: error_body(code) for code in ("10001", "10003", "10004", "10008", "10012")},
+    **{code: error_body(code, message) for code, message in AUTH_MESSAGES.items()},
 }
 
 # ----- faults ----------------------------------------------------------------------------------
@@ -158,8 +170,9 @@ class _Endpoint:
     """How the middleware treats one platform route: its counter, its fault key, its id."""
 
     name: str
-    fault_key: Callable[[web.Request], str] | None = None
+    fault_keys: Callable[[web.Request], tuple[str, ...]] | None = None
     instance_id: Callable[[web.Request], str | None] = lambda request: None
+    scripted_only: bool = False
 
 
 def _path_id(request: web.Request) -> str:
@@ -170,13 +183,33 @@ def _restart_id(request: web.Request) -> str | None:
     return request.query.get("instanceServiceId") or None
 
 
+def _detail_keys(request: web.Request) -> tuple[str, ...]:
+    return (request.match_info["id"],)
+
+
+def _list_keys(request: web.Request) -> tuple[str, ...]:
+    # A page's own key comes first; a start given only in a JSON body counts as the list's.
+    start = request.query.get("start", "0")
+    return (f"{LIST_FAULT_KEY}:{start}", LIST_FAULT_KEY)
+
+
+def _tokens_keys(request: web.Request) -> tuple[str, ...]:
+    return (TOKENS_FAULT_KEY,)
+
+
+def _center_keys(request: web.Request) -> tuple[str, ...]:
+    return (CENTER_FAULT_KEY,)
+
+
 _ENDPOINTS: Mapping[str, _Endpoint] = {
-    "detail": _Endpoint("detail", fault_key=_path_id, instance_id=_path_id),
-    "list": _Endpoint("list", fault_key=lambda request: LIST_FAULT_KEY),
+    "detail": _Endpoint("detail", fault_keys=_detail_keys, instance_id=_path_id),
+    "list": _Endpoint("list", fault_keys=_list_keys),
     "restart": _Endpoint("restart", instance_id=_restart_id),
-    "tokens_next": _Endpoint("tokens_next"),
+    "tokens": _Endpoint("tokens", fault_keys=_tokens_keys, scripted_only=True),
+    "tokens_password": _Endpoint("tokens_password", fault_keys=_tokens_keys, scripted_only=True),
+    "tokens_next": _Endpoint("tokens_next", fault_keys=_tokens_keys, scripted_only=True),
     "tokens_state": _Endpoint("tokens_state"),
-    "center": _Endpoint("center"),
+    "center": _Endpoint("center", fault_keys=_center_keys, scripted_only=True),
 }
 
 
@@ -190,8 +223,9 @@ def _platform_middleware(parts: Parts) -> Any:
         delay = parts.latency.draw()
         if delay > 0:
             await asyncio.sleep(delay)
-        if endpoint.fault_key is not None:
-            fault = parts.faults.take(endpoint.fault_key(request))
+        if endpoint.fault_keys is not None:
+            keys = endpoint.fault_keys(request)
+            fault = parts.faults.take(*keys, scripted_only=endpoint.scripted_only)
             if fault is not None:
                 return await _faulted(parts, request, fault, handler)
         return await handler(request)
@@ -235,21 +269,25 @@ class _Platform:
             ),
         ]
 
+    def api_routes(self) -> list[web.AbstractRouteDef]:
+        return [web.post("/user/v3/tokens", self.tokens_with_keys, name="tokens")]
+
     def ac_routes(self) -> list[web.AbstractRouteDef]:
         return [
+            web.post("/openapi/v2/tokens", self.tokens_with_password, name="tokens_password"),
             web.post("/openapi/v2/tokens/next", self.tokens_next, name="tokens_next"),
             web.get("/openapi/v2/tokens/state", self.tokens_state, name="tokens_state"),
             web.get("/openapi/v2/center", self.center, name="center"),
         ]
 
     async def detail(self, request: web.Request) -> web.StreamResponse:
-        if not self._tokens.is_valid(request.headers.get("token")):
+        if not self._tokens.is_region_token(request.headers.get("token")):
             return _json_response(_ERRORS["10008"])
         envelope = self._world.detail_envelope(request.match_info["id"])
         return _json_response(_ERRORS["10004"] if envelope is None else envelope)
 
     async def list(self, request: web.Request) -> web.StreamResponse:
-        if not self._tokens.is_valid(request.headers.get("token")):
+        if not self._tokens.is_region_token(request.headers.get("token")):
             return _json_response(_ERRORS["10008"])
         params = _query_params(request)
         try:
@@ -263,10 +301,13 @@ class _Platform:
         query = parse_list_query(params)
         if isinstance(query, str):
             return _json_response(_ERRORS[query])
+        if self._parts.churn:
+            # Other users at work between two pages: the later pages shift under the listing.
+            self._world.churn(self._parts.churn, keep=self._parts.keep)
         return _json_response(self._world.list_envelope(query, cap=self._parts.page_cap))
 
     async def restart(self, request: web.Request) -> web.StreamResponse:
-        if not self._tokens.is_valid(request.headers.get("token")):
+        if not self._tokens.is_region_token(request.headers.get("token")):
             return _json_response(_ERRORS["10008"])
         instance_id = request.query.get("instanceServiceId")
         if not instance_id:
@@ -279,10 +320,17 @@ class _Platform:
         self._world.restart(instance_id)
         return _json_response(ok_body(instance_id))
 
+    async def tokens_with_keys(self, request: web.Request) -> web.StreamResponse:
+        answer = self._parts.login.with_keys(request.headers)
+        return _json_response(_ERRORS[answer] if isinstance(answer, str) else ok_body(answer))
+
+    async def tokens_with_password(self, request: web.Request) -> web.StreamResponse:
+        answer = self._parts.login.with_password(request.headers)
+        return _json_response(_ERRORS[answer] if isinstance(answer, str) else ok_body(answer))
+
     async def tokens_next(self, request: web.Request) -> web.StreamResponse:
-        if not self._tokens.is_renewable(request.headers.get("token")):
-            return _json_response(_ERRORS["10008"])
-        return _json_response(ok_body(self._tokens.issue(self._parts.token_ttl)))
+        renewed = self._tokens.renew(request.headers.get("token"), self._parts.token_ttl)
+        return _json_response(_ERRORS["10008"] if renewed is None else ok_body(renewed))
 
     async def tokens_state(self, request: web.Request) -> web.StreamResponse:
         if not self._tokens.is_valid(request.headers.get("token")):
@@ -290,11 +338,17 @@ class _Platform:
         return _json_response(ok_body(TOKEN_VALID_MESSAGE))
 
     async def center(self, request: web.Request) -> web.StreamResponse:
-        if not self._tokens.is_valid(request.headers.get("token")):
+        token = request.headers.get("token")
+        if token is None or not self._tokens.is_valid(token):
             return _json_response(_ERRORS["10008"])
-        return _json_response(
-            ok_body({"aiUrls": [{"enable": "true", "url": self._parts.base_url()}]})
+        parts = self._parts
+        data = center_data(
+            self._tokens.cluster_of(token),
+            regions=parts.regions,
+            base_url=parts.base_url(),
+            user=parts.user,
         )
+        return _json_response(ok_body(data))
 
 
 # ----- the control surface ----------------------------------------------------------------------
@@ -366,6 +420,7 @@ class _Controls:
             web.post("/instances/{id}/faults", c(self.script_faults)),
             web.post("/faults", c(self.faults)),
             web.post("/latency", c(self.latency)),
+            web.post("/listing", c(self.listing)),
             web.post("/tokens", c(self.issue_token)),
             web.post("/tokens/expire", c(self.expire_token)),
         ]
@@ -399,7 +454,8 @@ class _Controls:
         return await self.clock(request)
 
     async def instances(self, request: web.Request) -> Any:
-        return {"ids": self._world.ids(), "statuses": self._world.statuses()}
+        world = self._world
+        return {"ids": world.ids(), "statuses": world.statuses(), "deleted": world.deleted_ids()}
 
     async def add(self, request: web.Request) -> Any:
         body = await _control_body(request)
@@ -466,10 +522,23 @@ class _Controls:
         self._parts.latency.set(latency)
         return {"latency": list(self._parts.latency.every)}
 
+    async def listing(self, request: web.Request) -> Any:
+        body = await _control_body(request)
+        parts = self._parts
+        cap = int(_number(body, "pageCap", default=parts.page_cap or 1))
+        churn = int(_number(body, "churn", default=parts.churn))
+        if cap < 1 or churn < 0:
+            raise ValueError("'pageCap' must be >= 1 and 'churn' >= 0")
+        parts.page_cap, parts.churn = cap, churn
+        return {"pageCap": cap, "churn": churn}
+
     async def issue_token(self, request: web.Request) -> Any:
         body = await _control_body(request)
         ttl = _number(body, "ttl", default=self._parts.token_ttl)
-        return {"token": self._parts.tokens.issue(ttl)}
+        cluster = body.get("clusterId")
+        if cluster is not None and not isinstance(cluster, str):
+            raise ValueError("'clusterId' must be a string")
+        return {"token": self._parts.tokens.issue(ttl, cluster_id=cluster)}
 
     async def expire_token(self, request: web.Request) -> Any:
         token = (await _control_body(request)).get("token")
@@ -487,10 +556,13 @@ def build_app(parts: Parts) -> web.Application:
     ai.add_routes(platform.ai_routes())
     ac = web.Application(middlewares=[middleware])
     ac.add_routes(platform.ac_routes())
+    api = web.Application(middlewares=[middleware])
+    api.add_routes(platform.api_routes())
     controls = web.Application()
     controls.add_routes(_Controls(parts).routes())
     app = web.Application()
     app.add_subapp("/ai/", ai)
     app.add_subapp("/ac/", ac)
+    app.add_subapp("/api/", api)
     app.add_subapp("/_sim/", controls)
     return app

@@ -8,6 +8,9 @@ Rule 3: no I/O and no event loop: this module is plain data and arithmetic, so i
 without sockets; the HTTP layer asks it questions and serves the bytes it renders.
 Rule 4: an unknown id raises :class:`UnknownInstanceError` (a ``KeyError``), and only that error
 means "no such instance" to the layers above.
+Rule 5: a list page is an offset into the instances as they are when it is asked for, so an
+instance created or deleted between two pages shifts the later ones (as on the platform); a
+page is never longer than the page cap, whatever ``limit`` asked for.
 """
 
 from __future__ import annotations
@@ -200,7 +203,10 @@ class World:
         self._seed = seed
         self._user = user
         self._generator = random.Random(seed)
+        self._churn_rng = random.Random(f"{seed}:churn")
         self._instances: dict[str, _Instance] = {}
+        # The history of every deleted instance, as it stood when it was deleted.
+        self._deleted: dict[str, list[str]] = {}
         if include_seed and instances > 0:
             self._insert(dict(copy.deepcopy(SEED_DETAIL)), now=0.0, ip=None)
             instances -= 1
@@ -252,7 +258,9 @@ class World:
         return {i: instance.segment.status_at(now) for i, instance in self._instances.items()}
 
     def history(self, instance_id: str) -> list[str]:
-        """Every status the instance has been in up to now, oldest first."""
+        """Every status the instance has been in up to now (or until deleted), oldest first."""
+        if instance_id in self._deleted and instance_id not in self._instances:
+            return list(self._deleted[instance_id])
         instance = self._get(instance_id)
         segment = instance.segment
         return [*instance.prefix, *segment.path[: segment.index_at(self.clock.now()) + 1]]
@@ -298,9 +306,37 @@ class World:
         return instance_id
 
     def remove_instance(self, instance_id: str) -> None:
-        """Forget an instance; the detail endpoint then answers 10004 for it."""
-        self._get(instance_id)
+        """Delete an instance; the detail endpoint then answers 10004 for it.
+
+        Its history stays readable through :meth:`history`, so an observer can be checked
+        against what the instance went through before it disappeared.
+        """
+        self._get(instance_id)  # a deleted or unknown id is refused, not deleted twice
+        history = self.history(instance_id)
         del self._instances[instance_id]
+        self._deleted[instance_id] = history
+
+    def deleted_ids(self) -> list[str]:
+        """Ids of deleted instances, oldest deletion first."""
+        return [i for i in self._deleted if i not in self._instances]
+
+    def churn(
+        self, count: int, *, keep: frozenset[str] = frozenset()
+    ) -> tuple[list[str], list[str]]:
+        """Create ``count`` instances and delete ``count`` others (never one in ``keep``).
+
+        Deletions are drawn from the instances that existed before this call, with the world's
+        own seeded generator; the created ones are the newest, so a listing sorted newest first
+        sees every later page shift. Returns (created ids, deleted ids).
+        """
+        if count < 0:
+            raise ValueError("churn must be >= 0")
+        candidates = [i for i in self._instances if i not in keep]
+        deleted = self._churn_rng.sample(candidates, min(count, len(candidates)))
+        created = self.add_instances(count)
+        for instance_id in deleted:
+            self.remove_instance(instance_id)
+        return created, deleted
 
     def set_status(self, instance_id: str, status: str, *, hold: bool = True) -> None:
         """Put an instance in ``status`` now; held there, or running on from it."""

@@ -1,54 +1,63 @@
 """``ContainerClient``: the only place that talks HTTP.
 
 Rule 1: every foreign exception (aiohttp, OSError, asyncio timeouts) becomes an
-        ``AiocontainerError`` in ``_send``; it is chained with ``__cause__`` only when it does not
-        reveal the token, and it is never left as ``__context__``.
+        ``AiocontainerError`` in ``_exchange``; it is chained with ``__cause__`` only when it does
+        not reveal the token, and it is never left as ``__context__``.
 Rule 2: an attempt is bounded by ``timeout`` from the moment it holds a concurrency slot;
         waiting for a slot or for the rate limiter does not count.
-Rule 3: a request is retried only when ``_protocol.is_retryable`` says so, at most ``max_attempts``
-        times and within ``max_retry_time``; cancellation is never caught.
+Rule 3: a request is retried only when ``_protocol.is_retryable`` says so, or once after a
+        10008 with a renewed token; every request counts against ``max_attempts`` and no attempt
+        starts after ``max_retry_time``; cancellation is never caught.
 Rule 4: concurrent ``get_instance`` calls for one id share one request.
 Rule 5: the token appears only in the ``token`` request header.
+Rule 6: time is read only through the injected ``clock``, ``sleep`` and ``wall_clock``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, Final, TypeAlias
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from typing import Any, Final, TypeAlias, TypeVar
 
 import aiohttp
 import attrs
 import backoff
 from yarl import URL
 
-from aiocontainer import __version__
-from aiocontainer._convert import structure
+from aiocontainer._options import require
+from aiocontainer._paging import ListPage, Pager
 from aiocontainer._protocol import (
+    DETAIL_PATH,
+    LIST_PATH,
     MAX_BODY_BYTES,
-    detail_path,
+    ai_base_urls,
     is_retryable,
-    normalize_base_url,
-    parse_detail_response,
-    redact,
-    require,
-    retry_after_seconds,
+    list_filters,
+    list_request,
+    read_detail,
+    read_list_page,
     retry_delay,
-    token_expiry,
     validate_instance_id,
 )
+from aiocontainer._tokens import Secret, TokenKeeper, TokenProvider, leaks, mentions, redact
+from aiocontainer._version import __version__
 from aiocontainer.errors import (
     AiocontainerError,
-    ApiError,
     ClientClosedError,
     InvalidInstanceIdError,
     PermissionDeniedError,
     ResponseError,
-    TokenError,
     TransportError,
 )
 from aiocontainer.models import InstanceDetail
@@ -57,18 +66,27 @@ __all__ = ["ClientStats", "ContainerClient", "Result", "TokenProvider"]
 
 _log = logging.getLogger("aiocontainer")
 
-#: An async callable returning a fresh token (a sync callable returning a str is accepted too).
-TokenProvider: TypeAlias = Callable[[], Awaitable[str] | str]
 #: What bulk lookups give per id: the detail, or the error that id ended with.
 Result: TypeAlias = InstanceDetail | AiocontainerError
+_T = TypeVar("_T")
 
 _FOREIGN_ERRORS: Final = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 _DEFAULT_REFRESH_MARGIN: Final = 60.0
 
+# aiohttp silently resends an idempotent request once when a reused connection drops. Our own
+# retry policy must be the only one, so every request sent is counted against max_attempts and
+# waits its backoff; the switch is a private attribute, so its absence must fail loudly here
+# rather than let requests be doubled unnoticed.
+if "_retry_connection" not in getattr(aiohttp.ClientSession, "ATTRS", ()):  # pragma: no cover
+    raise ImportError(
+        f"aiocontainer cannot switch off the silent resend of aiohttp {aiohttp.__version__}: "
+        "ClientSession._retry_connection is gone; install a supported aiohttp"
+    )
 
-@attrs.frozen(kw_only=True)
+
+@attrs.define(kw_only=True)
 class ClientStats:
-    """Counters of what a client has done since it was created."""
+    """Counters of what a client has done since it was created (``client.stats`` is a copy)."""
 
     #: HTTP requests sent (each attempt counts).
     requests: int = 0
@@ -80,52 +98,17 @@ class ClientStats:
     token_refreshes: int = 0
 
 
-@attrs.define
-class _Counters:
-    requests: int = 0
-    retries: int = 0
-    failures: int = 0
-    token_refreshes: int = 0
-
-
 class _Cancelled:
     """Marks a shared lookup whose leader was cancelled; followers then fetch for themselves."""
 
 
 _LEADER_CANCELLED: Final = _Cancelled()
 _Outcome: TypeAlias = tuple[InstanceDetail | None, AiocontainerError | None] | _Cancelled
-
-
-class _Secret:
-    """The token, kept out of reprs and so out of frame locals an error reporter may record."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The token itself, for the request header only."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<token ***>"
-
-    __str__ = __repr__
-
-
-def _mentions(exc: BaseException, secret: str | None) -> bool:
-    """True if the token shows up anywhere in ``exc``'s text or in what it chains to."""
-    if not secret:
-        return False
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if secret in repr(current) or secret in str(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+#: Turns one answer (status, headers, body, the token to blank out) into a result, or raises
+#: the one error it amounts to.
+_Reader: TypeAlias = Callable[[int, Mapping[str, str], bytes, str], _T]
+#: The query parameters and JSON body of a request (either may be None).
+_Params: TypeAlias = "list[tuple[str, str]] | None"
 
 
 class ContainerClient:
@@ -140,12 +123,13 @@ class ContainerClient:
     a JWT is renewed ``refresh_margin`` seconds before its ``expireTime``, and a 10008 answer
     triggers one shared renewal and one more attempt. A ``session`` you pass stays yours: it is
     never closed here. ``ssl`` takes an ``ssl.SSLContext``; verification is on by default.
-    Redirects are never followed.
+    Redirects are never followed. ``clock`` (monotonic seconds), ``sleep`` and ``wall_clock``
+    (epoch seconds, compared with a token's ``expireTime``) can be replaced, for tests.
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         token: str | TokenProvider,
         concurrency: int = 32,
@@ -159,8 +143,12 @@ class ContainerClient:
         backoff_max: float = 8.0,
         refresh_margin: float = _DEFAULT_REFRESH_MARGIN,
         max_body_bytes: int = MAX_BODY_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._base_url = normalize_base_url(base_url)
+        self._base_urls = ai_base_urls(base_url)
+        self._current = 0  # the base URL in use: the last one that worked
         require(concurrency >= 1, "concurrency must be at least 1")
         require(timeout > 0, "timeout must be positive")
         require(max_attempts >= 1, "max_attempts must be at least 1")
@@ -168,6 +156,7 @@ class ContainerClient:
         require(rate_limit is None or rate_limit > 0, "rate_limit must be positive")
         require(backoff_factor >= 0 and backoff_max >= 0, "backoff times must not be negative")
         require(max_body_bytes > 0, "max_body_bytes must be positive")
+        require(refresh_margin >= 0, "refresh_margin must not be negative")
         require(ssl is None or isinstance(ssl, _ssl.SSLContext), "ssl must be an SSLContext")
         self._concurrency = concurrency
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -177,36 +166,34 @@ class ContainerClient:
         self._rate_limit = rate_limit
         self._ssl = ssl
         self._max_body_bytes = max_body_bytes
-        self._refresh_margin = refresh_margin
-
-        self._provider: TokenProvider | None = None
-        self._token: _Secret | None = None
-        self._token_expires: float | None = None
-        if isinstance(token, str):
-            self._set_token(token)
-        elif callable(token):
-            self._provider = token
-        else:
-            raise TypeError("token must be a string or a callable returning one")
+        self._backoff_factor = backoff_factor
+        self._backoff_max = backoff_max
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = TokenKeeper(
+            token, refresh_margin=refresh_margin, wall_clock=wall_clock, clock=clock
+        )
+        # The same options on every request: built once, not per request.
+        self._request_options: dict[str, Any] = {"allow_redirects": False, "timeout": self._timeout}
+        if ssl is not None:
+            self._request_options["ssl"] = ssl
 
         self._session = session
         self._owns_session = session is None
         self._closed = False
         self._slots = asyncio.Semaphore(concurrency)
         self._limiter: Any = None
-        self._refresh_lock = asyncio.Lock()
         self._inflight: dict[str, asyncio.Future[_Outcome]] = {}
-        self._counters = _Counters()
-        self._backoff_factor = backoff_factor
-        self._backoff_max = backoff_max
+        self._stats = ClientStats()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
+        more = f" (+{len(self._base_urls) - 1} more)" if len(self._base_urls) > 1 else ""
         return (
-            f"<ContainerClient {self._base_url} concurrency={self._concurrency} "
-            f"token={'provider' if self._provider else '***'} {state}>"
+            f"<ContainerClient {self.base_url}{more} concurrency={self._concurrency} "
+            f"token={'provider' if self._tokens.has_provider else '***'} {state}>"
         )
 
     async def __aenter__(self) -> ContainerClient:
@@ -233,8 +220,13 @@ class ContainerClient:
 
     @property
     def base_url(self) -> str:
-        """The API base URL, without a trailing slash."""
-        return self._base_url
+        """The API base URL in use (the last that worked), without a trailing slash or ``/ai``."""
+        return self._base_urls[self._current]
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Every base URL the client may use, in the order it tries them."""
+        return self._base_urls
 
     @property
     def concurrency(self) -> int:
@@ -243,8 +235,8 @@ class ContainerClient:
 
     @property
     def stats(self) -> ClientStats:
-        """A snapshot of the request, retry, failure and token-refresh counters."""
-        return ClientStats(**attrs.asdict(self._counters))
+        """A copy of the request, retry, failure and token-refresh counters."""
+        return attrs.evolve(self._stats, token_refreshes=self._tokens.refreshes)
 
     def _ensure_open(self) -> None:
         if self._closed:
@@ -263,11 +255,8 @@ class ContainerClient:
                 # sixth of a request's CPU, measured) and carry state between requests.
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
-            # aiohttp silently resends an idempotent request once when a reused connection drops.
-            # Our own retry policy must be the only one, so that every request sent is counted
-            # against max_attempts and waits its backoff. A borrowed session keeps its behaviour.
-            if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
+            # See the import-time check above; a borrowed session keeps its behaviour.
+            session._retry_connection = False
             self._session = session
         return self._session
 
@@ -276,7 +265,10 @@ class ContainerClient:
     async def get_instance(self, instance_id: str) -> InstanceDetail:
         """Return the detail of one instance; ``InvalidInstanceIdError`` before any I/O."""
         self._ensure_open()
-        validate_instance_id(instance_id)
+        return await self._get_valid(validate_instance_id(instance_id))
+
+    async def _get_valid(self, instance_id: str) -> InstanceDetail:
+        """``get_instance`` for an id already validated: join a lookup in flight or lead one."""
         while (shared := self._inflight.get(instance_id)) is not None:
             outcome = await asyncio.shield(shared)
             if isinstance(outcome, _Cancelled):
@@ -293,89 +285,139 @@ class ContainerClient:
         self._inflight[instance_id] = shared
         outcome: _Outcome = _LEADER_CANCELLED
         try:
-            detail = await self._fetch(instance_id)
+            detail = await self._fetch(
+                DETAIL_PATH.format(id=instance_id),
+                None,
+                lambda status, headers, body, secret: read_detail(
+                    status, headers, body, instance_id, secret=secret
+                ),
+                instance_id=instance_id,
+                label=f"instance {instance_id}",
+            )
             outcome = (detail, None)
             return detail
         except AiocontainerError as exc:
             outcome = (None, exc)
-            self._counters.failures += 1
             raise
         finally:
             del self._inflight[instance_id]
             shared.set_result(outcome)
 
-    async def _fetch(self, instance_id: str) -> InstanceDetail:
-        """Attempt a lookup until it succeeds or the retry policy gives up.
+    async def _fetch(
+        self,
+        path: str,
+        params: _Params,
+        reader: _Reader[_T],
+        *,
+        instance_id: str | None,
+        label: str,
+        body: dict[str, Any] | None = None,
+    ) -> _T:
+        """Send one request until it succeeds or the retry policy gives up.
 
-        The loop is explicit, on a monotonic deadline taken when the lookup starts: the
-        ``backoff`` decorator measures its budget from the start of the failed attempt, which let
-        one more attempt begin after ``max_retry_time``. ``backoff`` still supplies the
-        exponential steps; ``_protocol.retry_delay`` adds the jitter, the floor and the cap.
+        ``instance_id`` is what a transport error is about; ``label`` names the request in the
+        retry log line and in transport errors. The loop is explicit, on a deadline taken from
+        ``clock`` when the call starts: the ``backoff`` decorator measures its budget from the
+        start of the failed attempt, which let one more attempt begin after ``max_retry_time``.
+        ``backoff`` still supplies the exponential steps; ``_protocol.retry_delay`` adds the
+        jitter, the floor and the cap. A 10008 with a token provider renews the token once and
+        resends at once; that resend is an attempt like any.
         """
-        renewal = _Renewal()
-        deadline = time.monotonic() + self._max_retry_time
-        steps: Iterator[float] | None = None  # made on the first failure: most lookups need none
+        deadline = self._clock() + self._max_retry_time
+        steps: Iterator[float] | None = None  # made on the first failure: most calls need none
+        renewed = False
         attempt = 1
         while True:
             failure: AiocontainerError
+            token = self._tokens.ready()
             try:
-                return await self._attempt(instance_id, renewal)
+                if token is None:
+                    token = await self._tokens.current(self._provider_bound(deadline))
+                status, headers, raw = await self._exchange(
+                    path, params, body, token, instance_id, label
+                )
+                return reader(status, headers, raw, token.reveal())
             except AiocontainerError as exc:
                 failure = exc
-            remaining = deadline - time.monotonic()
-            if attempt >= self._max_attempts or remaining <= 0 or not is_retryable(failure):
-                raise failure
-            if steps is None:
-                steps = backoff.expo(factor=self._backoff_factor, max_value=self._backoff_max)
-                next(steps)  # the generator's first value only primes it
-            delay = retry_delay(next(steps), failure.retry_after, remaining)
-            self._counters.retries += 1
+            remaining = deadline - self._clock()
+            if attempt >= self._max_attempts or remaining <= 0:
+                raise self._gave_up(failure)
+            if (
+                isinstance(failure, PermissionDeniedError)
+                and self._tokens.has_provider
+                and not renewed
+            ):
+                # 10008 also means "token expired": renew once per call, never in a loop.
+                renewed = True
+                try:
+                    await self._tokens.renew(stale=token, bound=self._provider_bound(deadline))
+                except AiocontainerError as exc:
+                    raise self._gave_up(exc)  # noqa: B904 - the 10008 is the reason, not a bug
+                if self._clock() >= deadline:
+                    raise self._gave_up(failure)  # the renewal used the budget up
+                delay = 0.0
+            elif is_retryable(failure):
+                if steps is None:
+                    steps = backoff.expo(factor=self._backoff_factor, max_value=self._backoff_max)
+                    next(steps)  # the generator's first value only primes it
+                delay = retry_delay(next(steps), failure.retry_after, remaining)
+            else:
+                raise self._gave_up(failure)
+            self._stats.retries += 1
             _log.warning(
-                "retrying instance %s in %.2fs after attempt %d failed: %s",
-                instance_id,
+                "retrying %s in %.2fs after attempt %d failed: %s",
+                label,
                 delay,
                 attempt,
                 str(failure),  # text only: a kept record must not keep the error's frames
             )
-            await asyncio.sleep(delay)
+            if delay > 0:
+                await self._sleep(delay)
             attempt += 1
 
-    async def _attempt(self, instance_id: str, renewal: _Renewal) -> InstanceDetail:
-        token = await self._current_token()
-        try:
-            return await self._send(instance_id, token)
-        except PermissionDeniedError:
-            # 10008 also means "token expired": renew once per lookup, never in a loop.
-            if self._provider is None or renewal.used:
-                raise
-            renewal.used = True
-            token = await self._renew(stale=token)
-            return await self._send(instance_id, token)
+    def _gave_up(self, failure: AiocontainerError) -> AiocontainerError:
+        """Count a call that ended with ``failure`` after its last attempt; return the error."""
+        self._stats.failures += 1
+        return failure
 
-    async def _send(self, instance_id: str, token: _Secret) -> InstanceDetail:
+    def _provider_bound(self, deadline: float) -> float:
+        """How long a token provider may take: what is left of the budget, at least one timeout."""
+        return max(deadline - self._clock(), self._timeout_seconds)
+
+    async def _exchange(
+        self,
+        path: str,
+        params: _Params,
+        json_body: dict[str, Any] | None,
+        token: Secret,
+        instance_id: str | None,
+        label: str,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one request and read its answer: status, headers and body, or a transport error."""
         self._ensure_open()
         session = self._ensure_session()
-        path = detail_path(instance_id)
-        url = URL(self._base_url + path, encoded=True)
+        using = self._current
+        url = URL(self._base_urls[using] + path, encoded=True)
         failure: AiocontainerError | None = None
         async with self._slots:
             if self._rate_limit is not None:
                 await self._rate_limiter().acquire()
             started = time.perf_counter()
-            self._counters.requests += 1
+            self._stats.requests += 1
             try:
                 async with session.get(
                     url,
+                    params=params,
+                    json=json_body,
                     headers={"token": token.reveal()},
-                    allow_redirects=False,
-                    timeout=self._timeout,
-                    ssl=self._ssl if self._ssl is not None else True,
+                    **self._request_options,
                 ) as response:
                     status = response.status
+                    headers = response.headers
                     body = await self._read_body(response, instance_id)
-                    retry_after = retry_after_seconds(response.headers)
             except _FOREIGN_ERRORS as exc:
-                failure = self._transport_error(exc, instance_id, token)
+                failure = self._transport_error(exc, instance_id, label, token)
+                self._fail_over(using)
         if failure is not None:
             # Raised outside the except block so the foreign exception is not kept as __context__.
             if _log.isEnabledFor(logging.DEBUG):
@@ -383,28 +425,16 @@ class ContainerClient:
             raise failure
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("GET %s -> %d (%.3fs)", path, status, time.perf_counter() - started)
-        try:
-            data = parse_detail_response(
-                status, body, instance_id=instance_id, secret=token.reveal()
-            )
-            detail = structure(data, InstanceDetail)
-        except (ApiError, ResponseError) as exc:
-            exc.instance_id = instance_id
-            exc.retry_after = retry_after
-            if isinstance(exc, ResponseError) and exc.http_status is None:
-                exc.http_status = status
-            raise
-        if detail.id.lower() != instance_id.lower():
-            # Ids are hex and may be typed in either case; any other mismatch would file one
-            # instance's status under another's id.
-            raise ResponseError(
-                f"asked for instance {instance_id}, the answer describes {detail.id[:40]!r}",
-                http_status=status,
-                instance_id=instance_id,
-            )
-        return detail
+        return status, headers, body
 
-    async def _read_body(self, response: aiohttp.ClientResponse, instance_id: str) -> bytes:
+    async def _read_body(self, response: aiohttp.ClientResponse, instance_id: str | None) -> bytes:
+        """The decoded body, refused as soon as it passes ``max_body_bytes`` decoded bytes.
+
+        A compressed body can inflate a thousandfold, so its size on the wire says nothing:
+        it is read in the bounded pieces aiohttp's decompressor hands out and counted as it
+        grows. Only an uncompressed body with a Content-Length is read in one go, because its
+        length then is its decoded size.
+        """
         limit = self._max_body_bytes
         length = response.content_length
         if length is not None and length > limit:
@@ -413,7 +443,8 @@ class ContainerClient:
                 http_status=response.status,
                 instance_id=instance_id,
             )
-        if length is not None:
+        encoding = response.headers.get("Content-Encoding")
+        if length is not None and (not encoding or encoding.strip().lower() == "identity"):
             return await response.read()
         chunks: list[bytes] = []
         size = 0
@@ -421,24 +452,39 @@ class ContainerClient:
             size += len(chunk)
             if size > limit:
                 raise ResponseError(
-                    f"response exceeds the {limit}-byte limit",
+                    f"response exceeds the {limit}-byte limit once decoded",
                     http_status=response.status,
                     instance_id=instance_id,
                 )
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _fail_over(self, failed: int) -> None:
+        """After a transport failure on base URL ``failed``, use the next one from now on.
+
+        Only a transport failure moves the client (an HTTP or API answer shows the URL works),
+        and only once however many requests in flight failed on that URL together.
+        """
+        if len(self._base_urls) > 1 and self._current == failed:
+            self._current = (failed + 1) % len(self._base_urls)
+            _log.warning("base URL %s failed; using %s", self._base_urls[failed], self.base_url)
+
     def _transport_error(
-        self, exc: BaseException, instance_id: str, token: _Secret
+        self, exc: BaseException, instance_id: str | None, label: str, token: Secret
     ) -> AiocontainerError:
         if self._closed:
             return ClientClosedError("the client was closed during the request")
+        secret = token.reveal()
         if isinstance(exc, asyncio.TimeoutError):
             text = f"no complete answer within {self._timeout_seconds:g}s"
         else:
-            text = redact(f"{type(exc).__name__}: {exc}", token.reveal()) or type(exc).__name__
-        error = TransportError(f"{text} (instance {instance_id})", instance_id=instance_id)
-        if not _mentions(exc, token.reveal()):
+            text = redact(f"{type(exc).__name__}: {exc}", secret).strip().rstrip(":")
+            if leaks(text, secret):
+                # The foreign message quotes a cut excerpt of what the server sent, and a piece
+                # of the token survives in it: only the kind of failure is kept.
+                text = f"{type(exc).__name__} (its message quoted part of the token)"
+        error = TransportError(f"{text} ({label})", instance_id=instance_id)
+        if not mentions(exc, secret):
             error.__cause__ = exc
         return error
 
@@ -451,56 +497,91 @@ class ContainerClient:
             self._limiter = AsyncLimiter(1, 1.0 / self._rate_limit)
         return self._limiter
 
-    # -- tokens --------------------------------------------------------------------------------
+    # -- listing -------------------------------------------------------------------------------
 
-    def _set_token(self, token: object) -> _Secret:
-        if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
-            raise TokenError("the token must be a non-empty string without line breaks")
-        secret = _Secret(token)
-        self._token = secret
-        self._token_expires = token_expiry(token)
-        return secret
+    async def list_page(
+        self,
+        *,
+        start: int,
+        limit: int,
+        status: str | None = None,
+        task_type: str | None = None,
+        names: Iterable[str] | None = None,
+    ) -> ListPage:
+        """One page of the list endpoint: ``limit`` entries (or fewer) from offset ``start``.
 
-    async def _current_token(self) -> _Secret:
-        token = self._token
-        if token is not None and (
-            self._provider is None
-            or self._token_expires is None
-            or time.time() < self._token_expires - self._refresh_margin
-        ):
-            return token
-        return await self._renew(stale=token)
+        One request, with the retries, token handling and redaction of a detail lookup. An
+        entry that does not parse is a ``ListEntryError`` in ``errors``; the others are in
+        ``details``. Bad option values raise ``ValueError`` before anything is sent.
+        """
+        self._ensure_open()
+        return await self._page(start, limit, list_filters(status, task_type, names))
 
-    async def _renew(self, *, stale: _Secret | None) -> _Secret:
-        """Ask the provider for a token once, however many lookups asked at the same time."""
-        async with self._refresh_lock:
-            if self._token is not None and self._token is not stale:
-                return self._token  # another lookup renewed it while this one waited
-            provider = self._provider
-            assert provider is not None
-            self._counters.token_refreshes += 1
-            failure: TokenError | None = None
-            try:
-                result = provider()
-                if inspect.isawaitable(result):
-                    result = await result
-                return self._set_token(result)
-            except TokenError:
-                raise
-            except Exception as exc:
-                failure = TokenError(f"the token provider failed: {type(exc).__name__}")
-                if not _mentions(exc, stale.reveal() if stale else None):
-                    failure.__cause__ = exc
-            raise failure
+    async def _page(self, start: int, limit: int, filters: tuple[tuple[str, str], ...]) -> ListPage:
+        params, body = list_request(start, limit, filters)
+        return await self._fetch(
+            LIST_PATH,
+            params,
+            lambda status, headers, raw, secret: read_list_page(
+                status, headers, raw, start, secret=secret
+            ),
+            instance_id=None,
+            label=f"list page at offset {start}",
+            body=body,
+        )
+
+    def list_instances(
+        self,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        names: Iterable[str] | None = None,
+        page_size: int = 100,
+    ) -> AsyncGenerator[InstanceDetail, None]:
+        """Every instance the list endpoint shows, page after page, each id once.
+
+        Bad option values raise ``ValueError`` here, at the call. The listing ends on an empty
+        page (a short page is not taken for the last). Offsets shift while instances are
+        created or deleted, so an id that comes again is dropped and an instance the listing
+        missed is not gone: look it up with ``get_instance``. An entry that does not parse is
+        raised as ``ListEntryError`` after the good entries before it were yielded.
+        """
+        self._ensure_open()
+        filters = list_filters(status, task_type, names)
+        pager = Pager(page_size)
+        return self._list(pager, filters)
+
+    async def _list(
+        self, pager: Pager, filters: tuple[tuple[str, str], ...]
+    ) -> AsyncGenerator[InstanceDetail, None]:
+        while (request := pager.next_request()) is not None:
+            page = await self._page(*request, filters)
+            fresh = pager.take(page.count, [detail.id for detail in page.details])
+            # Details keep page order, so those before the first bad entry are its index many.
+            good = page.errors[0].index if page.errors else len(page.details)
+            for detail, new in zip(page.details[:good], fresh, strict=False):
+                if new:
+                    yield detail
+            if page.errors:
+                raise page.errors[0]
 
     # -- bulk lookups --------------------------------------------------------------------------
 
-    def _bulk_ids(self, ids: Iterable[str], concurrency: int | None) -> tuple[list[str], int]:
-        """Distinct ids in first-seen order, and this call's bound on lookups in flight."""
+    def _bulk_ids(
+        self, ids: Iterable[str], concurrency: int | None
+    ) -> tuple[list[str], list[str], list[tuple[str, InvalidInstanceIdError]], int]:
+        """Distinct ids in first-seen order, those that may be sent, the refused ones, the bound."""
         self._ensure_open()
         limit = self._concurrency if concurrency is None else concurrency
         require(limit >= 1, "concurrency must be at least 1")
-        return list(dict.fromkeys(ids)), limit
+        order = list(dict.fromkeys(ids))
+        valid, refused = [], []
+        for instance_id in order:
+            try:
+                valid.append(validate_instance_id(instance_id))
+            except InvalidInstanceIdError as exc:
+                refused.append((instance_id, exc))
+        return order, valid, refused, limit
 
     async def _lookup_all(
         self,
@@ -517,7 +598,7 @@ class ContainerClient:
         async def worker() -> None:
             for instance_id in todo:
                 try:
-                    detail = await self.get_instance(instance_id)
+                    detail = await self._get_valid(instance_id)
                 except AiocontainerError as exc:
                     deliver(instance_id, exc)
                 else:
@@ -531,21 +612,9 @@ class ContainerClient:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    def _split_invalid(
-        self, order: list[str]
-    ) -> tuple[list[str], list[tuple[str, InvalidInstanceIdError]]]:
-        """The ids that may be sent, and the refused ones with their errors."""
-        valid, refused = [], []
-        for instance_id in order:
-            try:
-                valid.append(validate_instance_id(instance_id))
-            except InvalidInstanceIdError as exc:
-                refused.append((instance_id, exc))
-        return valid, refused
-
     async def iter_instances(
         self, ids: Iterable[str], *, concurrency: int | None = None
-    ) -> AsyncIterator[tuple[str, Result]]:
+    ) -> AsyncGenerator[tuple[str, Result], None]:
         """Yield ``(id, detail or error)`` as each lookup finishes; each distinct id once.
 
         Invalid ids are yielded first, with their ``InvalidInstanceIdError``, and never sent.
@@ -553,8 +622,7 @@ class ContainerClient:
         Leaving the loop early stops the remaining lookups once the generator is closed; use
         ``contextlib.aclosing`` to close it at once.
         """
-        order, limit = self._bulk_ids(ids, concurrency)
-        pending, refused = self._split_invalid(order)
+        _, pending, refused, limit = self._bulk_ids(ids, concurrency)
         for item in refused:
             yield item
         if not pending:
@@ -586,15 +654,7 @@ class ContainerClient:
         Each distinct id is fetched once and one id's failure never aborts the others; invalid
         ids get their ``InvalidInstanceIdError`` and are never sent.
         """
-        order, limit = self._bulk_ids(ids, concurrency)
-        pending, refused = self._split_invalid(order)
+        order, pending, refused, limit = self._bulk_ids(ids, concurrency)
         outcomes: dict[str, Result] = dict(refused)
         await self._lookup_all(pending, limit, outcomes.__setitem__)
         return {instance_id: outcomes[instance_id] for instance_id in order}
-
-
-@attrs.define
-class _Renewal:
-    """Whether one lookup already renewed the token after a 10008."""
-
-    used: bool = False

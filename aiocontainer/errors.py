@@ -8,7 +8,8 @@ Everything the library raises on purpose derives from :class:`AiocontainerError`
     ├── InvalidInstanceIdError (also ValueError) bad id, raised before any I/O
     ├── TransportError                          connect/read failure, timeout, disconnect; retried
     ├── ResponseError                           not JSON, no envelope, data missing or malformed
-    │   └── HTTPStatusError (also ApiError)     HTTP error status without a readable envelope
+    │   ├── HTTPStatusError (also ApiError)     HTTP error status without a readable envelope
+    │   └── ListEntryError(page_start, index)   one entry of a list page does not parse
     ├── ApiError(code, msg, instance_id, http_status)   envelope code != "0"
     │   ├── InternalApiError            10001  internal error (retried)
     │   ├── MissingParameterError       10003
@@ -22,6 +23,8 @@ Everything the library raises on purpose derives from :class:`AiocontainerError`
     │   └── HTTPStatusError             see above; ``code`` is None
     ├── InstanceGoneError                       the watcher dropped an id the platform forgot
     ├── ChangesDroppedError                     a watcher consumer fell behind, lost its oldest
+    ├── CheckpointError(path)                   a watcher checkpoint that cannot be used
+    │   └── CheckpointLockedError               another watcher holds the checkpoint's lock
     └── WaitError(instance_id, last_detail, history)
         ├── WaitTimeoutError
         └── WaitFailedError
@@ -46,6 +49,8 @@ __all__ = [
     "ApiAccessDeniedError",
     "ApiError",
     "ChangesDroppedError",
+    "CheckpointError",
+    "CheckpointLockedError",
     "ClientClosedError",
     "ConnectionInterruptedApiError",
     "FileCheckError",
@@ -55,6 +60,7 @@ __all__ = [
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",
+    "ListEntryError",
     "MissingParameterError",
     "PermissionDeniedError",
     "ResponseError",
@@ -111,11 +117,13 @@ class ResponseError(AiocontainerError):
         http_status: int | None = None,
         snippet: str | None = None,
         instance_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         AiocontainerError.__init__(self, message)
         self.http_status = http_status
         self.snippet = snippet
         self.instance_id = instance_id
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         text = str(self.args[0]) if self.args else ""
@@ -124,6 +132,27 @@ class ResponseError(AiocontainerError):
         if self.snippet:
             text += f": {self.snippet!r}"
         return text
+
+
+class ListEntryError(ResponseError):
+    """One entry of a list page has no valid id or does not parse; the other entries may.
+
+    ``page_start`` is the page's offset, ``index`` the entry's place on it, ``instance_id``
+    the entry's id when it has a valid one (else None); the message names the page and field.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        page_start: int,
+        index: int,
+        instance_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, instance_id=instance_id)
+        self.page_start = page_start
+        self.index = index
 
 
 class ApiError(AiocontainerError):
@@ -136,6 +165,7 @@ class ApiError(AiocontainerError):
         *,
         instance_id: str | None = None,
         http_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         # Explicit base call: HTTPStatusError also derives from ResponseError, whose __init__
         # takes other arguments, so cooperative super() would route there.
@@ -144,6 +174,7 @@ class ApiError(AiocontainerError):
         self.msg = msg
         self.instance_id = instance_id
         self.http_status = http_status
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         parts = [f"code {self.code}" if self.code is not None else "no code"]
@@ -207,9 +238,15 @@ class HTTPStatusError(ApiError, ResponseError):
         *,
         snippet: str | None = None,
         instance_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         ApiError.__init__(
-            self, None, f"HTTP {http_status}", instance_id=instance_id, http_status=http_status
+            self,
+            None,
+            f"HTTP {http_status}",
+            instance_id=instance_id,
+            http_status=http_status,
+            retry_after=retry_after,
         )
         self.snippet = snippet
 
@@ -294,3 +331,138 @@ class WaitTimeoutError(WaitError):
 
 class WaitFailedError(WaitError):
     """The instance reached a status listed in ``fail_on``."""
+
+
+# -- watcher checkpoint errors ----------------------------------------------------------------
+
+
+class CheckpointError(AiocontainerError):
+    """A watcher checkpoint file that cannot be used as one."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        #: The checkpoint file.
+        self.path = path
+
+
+class CheckpointLockedError(CheckpointError):
+    """Another watcher holds the checkpoint file's lock: two writers would erase each other."""
+
+
+# -- Credentials, tokens and regions (aiocontainer.auth) ----------------------------------------
+#
+#   AiocontainerError
+#   └── AuthError                               getting or renewing a platform token failed
+#       ├── CredentialsError (also ValueError)  credentials missing or unreadable; before any I/O
+#       ├── LoginError(code, msg, http_status)  the platform refused the keys, signature or time
+#       ├── RegionNotFoundError (also LookupError)  no such region, or none chosen among several
+#       └── RegionUnavailableError              the region has no token or no AI URL
+
+__all__ += [
+    "AuthError",
+    "CredentialsError",
+    "LoginError",
+    "RegionNotFoundError",
+    "RegionUnavailableError",
+]
+
+
+class AuthError(AiocontainerError):
+    """Getting a token, a region or its AI URL from the platform failed."""
+
+
+class CredentialsError(AuthError, ValueError):
+    """Credentials are missing or unreadable (environment, profile file); nothing was sent."""
+
+
+class LoginError(AuthError):
+    """The platform refused to issue tokens: wrong keys, a refused signature or a stale timestamp.
+
+    Never retried: the same keys and clock would be refused again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        msg: str = "",
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        #: The envelope's ``code``, if the answer had one.
+        self.code = code
+        #: The envelope's ``msg``, if the answer had one.
+        self.msg = msg
+        self.http_status = http_status
+
+
+class RegionNotFoundError(AuthError, LookupError):
+    """No region has that name or cluster id, or none was chosen while several have a token."""
+
+    def __init__(self, message: str, *, known: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        #: The regions that could have been chosen, as ``name (cluster id)``.
+        self.known: tuple[str, ...] = tuple(known)
+
+
+class RegionUnavailableError(AuthError):
+    """The region exists but cannot serve container calls; ``reason`` says why."""
+
+    def __init__(self, message: str, *, region: str, reason: str) -> None:
+        super().__init__(message)
+        #: The region's name.
+        self.region = region
+        #: Why: ``"no_token"`` (account disabled or in arrears), ``"platform"`` (the platform's
+        #: own token) or ``"no_ai_url"`` (the center lists no enabled AI URL).
+        self.reason = reason
+
+
+# -- Watcher health (staleness reported through on_error) ---------------------------------------
+#
+#   AiocontainerError
+#   ├── InstanceStaleError                      no successful poll of an id for ``stale_after``
+#   ├── InstanceRecoveredNotice                 a stale id was observed again (not a failure)
+#   └── SyncTimeoutError (also TimeoutError)    ``wait_synced`` ran out of time
+
+__all__ += ["InstanceRecoveredNotice", "InstanceStaleError", "SyncTimeoutError"]
+
+
+class InstanceStaleError(AiocontainerError):
+    """No poll of a watched id succeeded for longer than ``stale_after``; reported once."""
+
+    def __init__(self, instance_id: str, *, age: float, stale_after: float) -> None:
+        super().__init__(
+            f"instance {instance_id} is stale: not observed for {age:.1f}s "
+            f"(stale after {stale_after:g}s)"
+        )
+        self.instance_id: str | None = instance_id
+        #: Seconds it had gone unobserved when it was found stale.
+        self.age: float = age
+        #: The watcher's ``stale_after``.
+        self.stale_after: float = stale_after
+
+
+class InstanceRecoveredNotice(AiocontainerError):
+    """A stale id was observed again; sent once after its ``InstanceStaleError`` to clear it.
+
+    It is a notice, not a failure: it reaches ``on_error`` so that whatever raised an alert on
+    ``InstanceStaleError`` can lower it; the watcher logs it at INFO when no callback is set.
+    """
+
+    def __init__(self, instance_id: str, *, blind_for: float) -> None:
+        super().__init__(f"instance {instance_id} is observed again after {blind_for:.1f}s")
+        self.instance_id: str | None = instance_id
+        #: Seconds between the start of the stale spell's unobserved time and this observation.
+        self.blind_for: float = blind_for
+
+
+class SyncTimeoutError(AiocontainerError, TimeoutError):
+    """``wait_synced`` timed out before every watched id was observed once."""
+
+    def __init__(self, *, unsynced: int, timeout: float) -> None:
+        super().__init__(f"{unsynced} watched instances not observed within {timeout:g}s")
+        #: How many watched ids were still unobserved.
+        self.unsynced: int = unsynced
+        #: The timeout that ran out.
+        self.timeout: float = timeout

@@ -23,7 +23,15 @@ from typing import Any
 
 from aiohttp import web
 
-from aiocontainer._sim_auth import TokenBook
+from aiocontainer._sim_auth import (
+    DEFAULT_REGIONS,
+    TIMESTAMP_WINDOW_SECONDS,
+    Account,
+    Login,
+    Region,
+    TokenBook,
+    first_available,
+)
 from aiocontainer._sim_faults import (
     DEFAULT_FAULT_MIX,
     FAULT_KINDS,
@@ -37,15 +45,28 @@ from aiocontainer._sim_world import SimClock, Stats, UnknownInstanceError, World
 
 __all__ = [
     "DEFAULT_FAULT_MIX",
+    "DEFAULT_PAGE_CAP",
     "FAULT_KINDS",
     "LIST_FAULT_KEY",
     "SEED_INSTANCE_ID",
+    "InstanceIds",
+    "Region",
     "Simulator",
     "UnknownInstanceError",
     "main",
 ]
 
 DAY_SECONDS = 24 * 3600.0
+# Assumption: the platform's largest page is undocumented; 100 is what we serve by default.
+DEFAULT_PAGE_CAP = 100
+
+
+class InstanceIds(list[str]):
+    """A list of ids that can also be called, so ``sim.instance_ids`` and ``sim.instance_ids()``
+    both read the ids (a copy either way)."""
+
+    def __call__(self) -> list[str]:
+        return list(self)
 
 
 class Simulator:
@@ -73,9 +94,19 @@ class Simulator:
         retry_after: float = 1,
         epoch: datetime = EPOCH,
         user: str = "magic2",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        password: str | None = None,
+        org_id: str = "ORG0001",
+        regions: Sequence[Region] = DEFAULT_REGIONS,
+        token_clock: Callable[[], float] | None = None,
+        timestamp_window: float = TIMESTAMP_WINDOW_SECONDS,
+        page_cap: int = DEFAULT_PAGE_CAP,
+        churn: int = 0,
     ) -> None:
-        self._host = host
-        self._port = port
+        regions = tuple(regions)
+        default_region = first_available(regions)
+        self._server = _Server(host, port)
         self._clock = SimClock(clock, speed=speed, frozen=frozen)
         world = World(
             clock=self._clock,
@@ -85,20 +116,22 @@ class Simulator:
             instances=instances,
             include_seed=include_seed_instance,
         )
+        self._token_clock = wall_clock if token_clock is None else token_clock
         tokens = TokenBook(
             secret=secret if secret is not None else secrets.token_bytes(32),
-            wall_clock=wall_clock,
-            claims={
-                "computeUser": user,
-                "accountStatus": "Trial",
-                "creator": "ac",
-                "role": "1",
-                "clusterId": "11112",
-                "invoker": f"{random.Random(f'{seed}:invoker').getrandbits(128):032x}",
-                "user": user,
-                "userId": "11655048541",
-            },
+            clock=self._token_clock,
+            default_cluster=default_region.cluster_id,
+            claims=_claims(user, seed),
             fixed=token,
+        )
+        self._account = Account.with_defaults(user, access_key, secret_key, password, org_id)
+        login = Login(
+            account=self._account,
+            tokens=tokens,
+            regions=regions,
+            clock=self._token_clock,
+            ttl=lambda: token_ttl,
+            window=timestamp_window,
         )
         self._parts = Parts(
             world=world,
@@ -106,14 +139,17 @@ class Simulator:
             latency=Latency(seed=seed, every=latency, slow=slow_latency),
             stats=Stats(),
             tokens=tokens,
+            login=login,
+            regions=regions,
+            user=user,
             token_ttl=token_ttl,
             retry_after=retry_after,
-            base_url=lambda: self.base_url,
+            base_url=lambda: self._server.base_url,
+            keep=frozenset({SEED_INSTANCE_ID}),
         )
+        self.set_listing(page_cap=page_cap, churn=churn)
         self._world = world
         self._token = token if token is not None else tokens.issue(token_ttl)
-        self._runner: web.AppRunner | None = None
-        self._site: web.SockSite | None = None
 
     # ----- clock -----------------------------------------------------------------------------
 
@@ -152,9 +188,43 @@ class Simulator:
     # ----- instances -------------------------------------------------------------------------
 
     @property
-    def instance_ids(self) -> list[str]:
-        """Ids of all instances, in the order they were added."""
-        return self._world.ids()
+    def instance_ids(self) -> InstanceIds:
+        """Ids of all instances, in the order they were added (also callable)."""
+        return InstanceIds(self._world.ids())
+
+    def deleted_ids(self) -> list[str]:
+        """Ids of deleted instances (whose :meth:`history` stays readable), oldest first."""
+        return self._world.deleted_ids()
+
+    def create_instance(self) -> str:
+        """Create one generated instance now (newest of all, in Waiting); its id."""
+        return self._world.add_instances(1)[0]
+
+    def delete_instance(self, instance_id: str) -> None:
+        """Delete an instance now: detail answers 10004 and the list leaves it out."""
+        self._world.remove_instance(instance_id)
+
+    def set_listing(self, *, page_cap: int | None = None, churn: int | None = None) -> None:
+        """Change the list endpoint's page cap, or its churn (instances created and deleted
+        before each page is answered, never the seed instance); None leaves one as it is."""
+        if page_cap is not None:
+            if isinstance(page_cap, bool) or page_cap < 1:
+                raise ValueError("page_cap must be >= 1")
+            self._parts.page_cap = page_cap
+        if churn is not None:
+            if isinstance(churn, bool) or churn < 0:
+                raise ValueError("churn must be >= 0")
+            self._parts.churn = churn
+
+    @property
+    def page_cap(self) -> int:
+        """The most entries one list page holds, whatever ``limit`` asks for."""
+        return self._parts.page_cap or DEFAULT_PAGE_CAP
+
+    @property
+    def churn(self) -> int:
+        """Instances created, and as many deleted, before each list page is answered."""
+        return self._parts.churn
 
     def status(self, instance_id: str) -> str:
         """The instance's status now."""
@@ -181,7 +251,7 @@ class Simulator:
         return self._world.add_instance(data, hold=hold)
 
     def remove_instance(self, instance_id: str) -> None:
-        """Forget an instance; the detail endpoint then answers 10004 for it."""
+        """Delete an instance; the detail endpoint then answers 10004 for it."""
         self._world.remove_instance(instance_id)
 
     def set_status(self, instance_id: str, status: str, *, hold: bool = True) -> None:
@@ -201,12 +271,52 @@ class Simulator:
 
     @property
     def token(self) -> str:
-        """A token the simulator accepts: the fixed one if given, else one issued at start."""
+        """A token for the first available region: the fixed one if given, else one from start."""
         return self._token
 
-    def issue_token(self, *, ttl: float | None = None) -> str:
-        """A new signed token valid for ``ttl`` wall-clock seconds (negative: already expired)."""
-        return self._parts.tokens.issue(self._parts.token_ttl if ttl is None else ttl)
+    def issue_token(self, *, ttl: float | None = None, cluster_id: str | None = None) -> str:
+        """A new signed token valid for ``ttl`` wall-clock seconds (negative: already expired).
+
+        It belongs to region ``cluster_id`` ("0" for the platform's own token), by default the
+        first available region.
+        """
+        ttl = self._parts.token_ttl if ttl is None else ttl
+        return self._parts.tokens.issue(ttl, cluster_id=cluster_id)
+
+    @property
+    def user(self) -> str:
+        """The platform user name the token endpoints accept."""
+        return self._account.user
+
+    @property
+    def access_key(self) -> str:
+        """The access key (AK) the AK/SK token endpoint accepts."""
+        return self._account.access_key
+
+    @property
+    def secret_key(self) -> str:
+        """The secret key (SK) that signs AK/SK logins (given, else generated at construction)."""
+        return self._account.secret_key
+
+    @property
+    def password(self) -> str:
+        """The password the legacy token endpoint accepts, with :attr:`org_id`."""
+        return self._account.password
+
+    @property
+    def org_id(self) -> str:
+        """The organisation code the legacy token endpoint accepts."""
+        return self._account.org_id
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """The account's regions, in the order the token endpoints list them."""
+        return self._parts.regions
+
+    @property
+    def token_clock(self) -> Callable[[], float]:
+        """The wall clock of tokens' ``expireTime`` and of the login timestamp window."""
+        return self._token_clock
 
     def expire_token(self, token: str) -> None:
         """Make ``token`` expired from now on (it stays renewable for 24 h)."""
@@ -270,22 +380,82 @@ class Simulator:
     @property
     def port(self) -> int:
         """The port listened on (0 until started with an ephemeral port)."""
-        return self._port
+        return self._server.port
 
     @property
     def base_url(self) -> str:
         """``http://host:port``, no trailing slash."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        return self._server.base_url
+
+    @property
+    def url(self) -> str:
+        """The same as :attr:`base_url`: the token, platform and AI hosts are all this one."""
+        return self._server.base_url
 
     async def start(self) -> None:
         """Listen on host:port (an ephemeral port when 0)."""
+        await self._server.start(self._parts)
+
+    async def suspend(self) -> None:
+        """Stop listening and drop every connection, as if the process died; state is kept."""
+        await self._server.suspend()
+
+    async def resume(self) -> None:
+        """Listen again on the same port after :meth:`suspend`."""
+        await self._server.resume()
+
+    async def close(self) -> None:
+        """Stop serving; stalled requests are cut off rather than waited for."""
+        await self._server.close()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _claims(user: str, seed: int) -> dict[str, str]:
+    """The claims every token carries besides its region and expiry (shaped like the platform's)."""
+    return {
+        "computeUser": user,
+        "accountStatus": "Trial",
+        "creator": "ac",
+        "role": "1",
+        "invoker": f"{random.Random(f'{seed}:invoker').getrandbits(128):032x}",
+        "user": user,
+        "userId": "11655048541",
+    }
+
+
+class _Server:
+    """The listening side: one aiohttp runner, a site that can stop and start again on its port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host = host
+        self._port = port
+        self._parts: Parts | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.SockSite | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def start(self, parts: Parts) -> None:
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
+        self._parts = parts
         # handler_cancellation: a request whose client went away (or was reset) is cancelled
         # at once instead of lingering until shutdown.
         runner = web.AppRunner(
-            build_app(self._parts), access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+            build_app(parts), access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )
         await runner.setup()
         self._runner = runner
@@ -308,13 +478,16 @@ class Simulator:
             raise
         self._site = site
 
+    def _cut_stalled(self) -> None:
+        if self._parts is not None:
+            self._parts.cut_stalled()
+
     async def suspend(self) -> None:
-        """Stop listening and drop every connection, as if the process died; state is kept."""
         if self._site is None:
             raise RuntimeError("the simulator is not listening")
         site, self._site = self._site, None
         await _stop_listening(site)
-        self._parts.cut_stalled()
+        self._cut_stalled()
         server = None if self._runner is None else self._runner.server
         for handler in server.connections if server is not None else ():
             if handler.transport is not None:
@@ -323,7 +496,6 @@ class Simulator:
         await asyncio.sleep(0)
 
     async def resume(self) -> None:
-        """Listen again on the same port after :meth:`suspend`."""
         if self._runner is None:
             raise RuntimeError("the simulator was never started")
         if self._site is not None:
@@ -331,7 +503,6 @@ class Simulator:
         await self._listen()
 
     async def close(self) -> None:
-        """Stop serving; stalled requests are cut off rather than waited for."""
         runner, site = self._runner, self._site
         self._runner = self._site = None
         if runner is None:
@@ -340,15 +511,8 @@ class Simulator:
         # must be refused, not accepted by a listener that is half closed.
         if site is not None:
             await _stop_listening(site)
-        self._parts.cut_stalled()
+        self._cut_stalled()
         await runner.cleanup()
-
-    async def __aenter__(self) -> Simulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
 
 async def _stop_listening(site: web.SockSite) -> None:

@@ -283,10 +283,18 @@ def assert_one_line_hint(result: Result) -> None:
     assert result.err.startswith("aiocontainer: ")
 
 
+@dataclass
+class Endpoint:
+    """Where a CLI run points: any server on 127.0.0.1 and the token it accepts."""
+
+    base_url: str
+    token: str
+
+
 class Cli:
     """Runs ``python -m aiocontainer`` with the simulator's base URL and token in the env."""
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Simulator | Endpoint) -> None:
         self.sim = sim
         self.secrets = [sim.token]
 
@@ -299,25 +307,31 @@ class Cli:
         self,
         *args: str,
         env: dict[str, str] | None = None,
-        stdin: str | None = None,
+        stdin: str | bytes | None = None,
         python: Sequence[str] = ("-m", "aiocontainer"),
         stderr: int = asyncio.subprocess.PIPE,
+        keep_stdin: bool = False,
     ) -> Running:
+        """Start the CLI; ``stdin`` is written and closed, unless ``keep_stdin`` keeps it open."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-W",
             "error",
             *python,
             *args,
-            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL
+            if stdin is None and not keep_stdin
+            else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
             env=self.env() if env is None else env,
         )
         if stdin is not None:
             assert proc.stdin is not None
-            proc.stdin.write(stdin.encode())
+            proc.stdin.write(stdin.encode() if isinstance(stdin, str) else stdin)
             await proc.stdin.drain()
+        if stdin is not None and not keep_stdin:
+            assert proc.stdin is not None
             proc.stdin.close()
         return Running(proc, list(self.secrets))
 
@@ -358,3 +372,41 @@ def without_rich(*argv: str) -> tuple[str, ...]:
         "from aiocontainer.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     return ("-c", code, *argv)
+
+
+@dataclass
+class Piped:
+    """How ``aiocontainer ... | head -n N`` ended: the CLI's own exit code and stderr."""
+
+    code: int
+    err: str
+
+
+async def start_into_head(cli: Cli, tmp: Path, *args: str, lines: int = 1) -> Running:
+    """Start ``aiocontainer ARGS | head -n LINES`` in a shell; stdout is what head printed."""
+    script = (
+        '( "$PIPED_PYTHON" -W error -m aiocontainer "$@" 2>"$PIPED_ERR"; echo $? >"$PIPED_CODE" )'
+        f" | head -n {lines}"
+    )
+    env = cli.env(
+        PIPED_PYTHON=sys.executable, PIPED_ERR=str(tmp / "err"), PIPED_CODE=str(tmp / "code")
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        script,
+        "sh",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    return Running(proc, list(cli.secrets))
+
+
+def piped_outcome(tmp: Path) -> Piped:
+    """The exit code and stderr of the CLI side of ``start_into_head``'s pipeline."""
+    return Piped(
+        int((tmp / "code").read_text(encoding="utf-8")), (tmp / "err").read_text(encoding="utf-8")
+    )

@@ -7,9 +7,30 @@ import contextlib
 import json
 import os
 import pty
+import re
+from pathlib import Path
+
+import attrs
+import pytest
 
 from aiocontainer.simulator import Simulator
-from tests.conftest import SAMPLES, SEED_ID, UNKNOWN_ID, Cli, closed_port, secret_parts
+from tests.conftest import (
+    SAMPLES,
+    SEED_ID,
+    TOKEN,
+    UNKNOWN_ID,
+    Cli,
+    Endpoint,
+    ScriptedServer,
+    assert_one_line_hint,
+    closed_port,
+    code_reply,
+    ok_reply,
+    piped_outcome,
+    requests,
+    secret_parts,
+    start_into_head,
+)
 
 
 async def test_get_json_of_the_seed_instance_is_the_platform_data(cli: Cli) -> None:
@@ -173,3 +194,203 @@ async def test_transport_error_to_a_closed_port_exits_4(cli: Cli) -> None:
     assert result.out == ""
     assert "TransportError" in result.err
     assert "Traceback" not in result.err
+
+
+# -- hostile input on the terminal ---------------------------------------------------------------
+
+HOSTILE_NAME = "[/bold] [link=https://evil.example]click[/link] \x1b]0;pwned\x07\x1b[2J\u202eok"
+SGR = re.compile("\x1b\\[[0-9;]*m")
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+async def test_get_table_shows_server_text_literally(
+    cli: Cli, sim: Simulator, terminal: bool
+) -> None:
+    data = sim.instance(SEED_ID)
+    data.update(id="feedfacefeedfacefeedfacefeedface", instanceServiceName=HOSTILE_NAME)
+    data.update(status="Runn\x9b2Jing")
+    hostile = sim.add_instance(data)
+    env = cli.env(FORCE_COLOR="1", COLUMNS="300", TERM="xterm-256color") if terminal else None
+    result = await cli.run("get", hostile, SEED_ID, env=env)
+    assert result.code == 0, result
+    assert "Traceback" not in result.err
+    row = next(line for line in result.lines() if hostile in line)
+    assert "[/bold] [link=https://evil.example]click[/link]" in row
+    assert "\\x1b]0;pwned\\x07\\x1b[2J\\u202eok" in row and "Runn\\x9b2Jing" in row
+    assert "\x1b" not in SGR.sub("", result.out), "only colours reach the terminal"
+    assert "\x9b" not in result.out and "\u202e" not in result.out
+
+
+async def test_get_error_lines_show_a_hostile_message_visibly(server: ScriptedServer) -> None:
+    server.script(UNKNOWN_ID, code_reply("10004", "[/bold]\x1b]8;;https://evil.example\x07x"))
+    cli = Cli(Endpoint(server.base_url, TOKEN))
+    result = await cli.run("get", UNKNOWN_ID, env=cli.env(FORCE_COLOR="1"))
+    assert result.code == 4
+    assert "Traceback" not in result.err
+    assert "[/bold]\\x1b]8;;https://evil.example\\x07x" in result.err
+    assert "\x1b]" not in result.err
+
+
+async def test_get_prints_a_value_nested_1000_deep(server: ScriptedServer) -> None:
+    shallow = ok_reply(SEED_ID, extraDeep="PLACEHOLDER")
+    deep = '{"k": ' * 1000 + '"bottom"' + "}" * 1000
+    body = shallow.body.replace(b'"PLACEHOLDER"', deep.encode())
+    server.script(SEED_ID, attrs.evolve(shallow, body=body))
+    cli = Cli(Endpoint(server.base_url, TOKEN))
+    result = await cli.run("get", SEED_ID, "-o", "json")
+    assert "Traceback" not in result.err and "RecursionError" not in result.err
+    if result.code == 0:
+        assert result.out.rstrip().endswith('"bottom"' + "}" * 1001)
+        assert result.out.count('{"k": ') == 1000
+    else:
+        # A parser that bounds nesting refuses the body instead: a typed error, one line.
+        assert result.code == 4 and "ResponseError" in result.err, result
+
+
+# -- stdin and stdout as pipes ------------------------------------------------------------------
+
+
+async def test_get_jsonl_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # Enough output to overflow the pipe's buffer once head has gone.
+    async with Simulator(instances=200, seed=3, frozen=True) as sim:
+        cli = Cli(sim)
+        running = await start_into_head(cli, tmp_path, "get", *sim.instance_ids, "-o", "jsonl")
+        result = await running.finish()
+    assert result.code == 0
+    assert len(result.lines()) == 1 and json.loads(result.out)["id"] == sim.instance_ids[0]
+    piped = piped_outcome(tmp_path)
+    assert piped.err == "", "no traceback, no 'Exception ignored'"
+    assert piped.code == 0
+
+
+async def test_get_reads_stdin_ids_as_they_arrive(cli: Cli, sim: Simulator) -> None:
+    first, second = sim.instance_ids[1:3]
+    running = await cli.start("get", "-", "-o", "jsonl", stdin=f"{first}\n", keep_stdin=True)
+    try:
+        # The first result comes while stdin is still open.
+        assert json.loads(await running.line())["id"] == first
+        assert running.proc.stdin is not None
+        running.proc.stdin.write(f"# more\n{second}\n".encode())
+        await running.proc.stdin.drain()
+        assert json.loads(await running.line())["id"] == second
+        running.proc.stdin.close()
+        result = await running.finish()
+    finally:
+        await running.stop()
+    assert result.code == 0, result
+    assert len(result.lines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("stdin", "says"),
+    [
+        (f"{SEED_ID}\n# fine\n{'a' * 5000}\n{SEED_ID}\n", "stdin line 3 is longer than 4096"),
+        (f"{SEED_ID}\n{'b' * 200_000}", "stdin line 2 is longer than 4096"),
+        (f"{SEED_ID}\n".encode() + b"\xff\xfe\n", "stdin line 2 is not UTF-8"),
+    ],
+)
+async def test_get_rejects_a_bad_stdin_line_by_its_number(
+    cli: Cli, sim: Simulator, stdin: str | bytes, says: str
+) -> None:
+    running = await cli.start("get", "-", stdin=b"", keep_stdin=True)
+    assert running.proc.stdin is not None
+    running.proc.stdin.write(stdin.encode() if isinstance(stdin, str) else stdin)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        await running.proc.stdin.drain()
+        running.proc.stdin.close()
+    try:
+        result = await running.finish()
+    finally:
+        await running.stop()
+    assert_one_line_hint(result)
+    assert says in result.err
+    assert requests(sim) == 0, "the batch with the bad line is never sent"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+async def test_get_from_stdin_holds_little_of_it_in_memory(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    def program(report: Path) -> tuple[str, ...]:
+        # VmHWM, not ru_maxrss: the latter carries the parent's peak over across exec.
+        code = (
+            "import sys\n"
+            "from aiocontainer.cli import main\n"
+            "code = main(sys.argv[1:])\n"
+            "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+            f"open({str(report)!r}, 'w').write(peak.split()[1])\n"
+            "sys.exit(code)\n"
+        )
+        return ("-c", code)
+
+    one = f"{SEED_ID}\n"
+    small = await cli.run("get", "-", "-o", "jsonl", stdin=one, python=program(tmp_path / "small"))
+    assert small.code == 0, small
+    # 32 MiB of ids: one id a million times, which a reader holding stdin keeps as a million
+    # strings (about 80 MiB).
+    big = await cli.run(
+        "get", "-", "-o", "jsonl", stdin=one * 1_000_000, python=program(tmp_path / "big")
+    )
+    assert big.code == 0, big
+    assert big.lines() == small.lines(), "a repeated id is looked up and printed once"
+    assert requests(sim) == 2
+    grown_kib = int((tmp_path / "big").read_text()) - int((tmp_path / "small").read_text())
+    assert grown_kib < 16 * 1024, f"peak memory grew by {grown_kib} KiB"
+
+
+async def test_get_json_from_stdin_is_keyed_by_id_even_for_one_id(cli: Cli, sim: Simulator) -> None:
+    one = sim.instance_ids[1]
+    result = await cli.run("get", "-", "-o", "json", stdin=f"{one}\n")
+    assert result.code == 0, result
+    assert result.json() == {one: sim.instance(one)}
+    keyed = await cli.run("get", one, "--keyed", "-o", "json")
+    assert keyed.json() == {one: sim.instance(one)}
+    several = await cli.run("get", "-", "-o", "json", stdin="\n".join(sim.instance_ids))
+    assert list(several.json()) == sim.instance_ids
+
+
+# -- answers that say what happened --------------------------------------------------------------
+
+
+async def test_get_of_an_unknown_id_reads_no_such_instance(cli: Cli) -> None:
+    result = await cli.run("get", UNKNOWN_ID)
+    assert result.code == 4
+    assert result.err.splitlines()[0] == (
+        f"{UNKNOWN_ID}: InvalidParameterError: no such instance (or not yours) "
+        "(code 10004, the platform said '参数无效')"
+    )
+
+
+async def test_get_of_a_truncated_answer_reads_truncated_or_invalid_json(
+    cli: Cli, sim: Simulator
+) -> None:
+    sim.script_faults(SEED_ID, ["truncated"] * 10)
+    result = await cli.run("--timeout", "2", "get", SEED_ID)
+    assert result.code == 4
+    assert f"{SEED_ID}: ResponseError: truncated or invalid JSON" in result.err
+
+
+async def test_get_to_an_unreachable_base_url_says_cannot_reach_it(cli: Cli) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = await cli.run("get", "--base-url", url, "--timeout", "1", SEED_ID, UNKNOWN_ID)
+    assert result.code == 4
+    assert f"{SEED_ID}: TransportError: cannot reach {url} (connection refused)" in result.err
+    assert "ssl:default" not in result.err
+    assert f"aiocontainer: cannot reach {url}: check --base-url" in result.err
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+async def test_get_table_fits_the_terminal_and_never_wraps_id_or_status(
+    cli: Cli, sim: Simulator, columns: int
+) -> None:
+    ids = sim.instance_ids
+    sim.set_status(ids[1], "Terminated")
+    result = await cli.run("get", *ids, env=cli.env(COLUMNS=str(columns)))
+    assert result.code == 0, result
+    header, *rows = result.lines()
+    assert all(len(line) <= columns for line in result.lines()), result.out
+    assert header.split()[:3] == ["ID", "NAME", "STATUS"]
+    assert len(rows) == len(ids), "one line per instance: nothing wraps"
+    for instance_id, row in zip(ids, rows, strict=True):
+        assert row.split()[0] == instance_id
+        assert sim.status(instance_id) in row.split()

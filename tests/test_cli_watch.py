@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 from datetime import datetime
@@ -11,7 +13,21 @@ from typing import Any
 import pytest
 
 from aiocontainer.simulator import Simulator
-from tests.conftest import CHANGE_LINE, LINE_TIMEOUT, TERMINAL, UNKNOWN_ID, Cli, eventually
+from tests.conftest import (
+    CHANGE_LINE,
+    LINE_TIMEOUT,
+    SEED_ID,
+    TERMINAL,
+    UNKNOWN_ID,
+    Cli,
+    assert_one_line_hint,
+    base_env,
+    closed_port,
+    eventually,
+    piped_outcome,
+    requests,
+    start_into_head,
+)
 
 
 @pytest.mark.parametrize(
@@ -189,9 +205,19 @@ async def test_watch_until_terminal_follows_a_moving_simulator() -> None:
         assert all(sim.status(i) == last[i]["current"] for i in sim.instance_ids)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    ("signum", "again_after"),
+    [
+        (signal.SIGINT, None),
+        (signal.SIGTERM, None),
+        # A second Ctrl-C while the first one's cleanup runs changes nothing.
+        (signal.SIGINT, 0.005),
+        (signal.SIGINT, 0.012),
+        (signal.SIGINT, 0.02),
+    ],
+)
 async def test_interrupted_watch_exits_130_and_leaves_a_checkpoint(
-    cli: Cli, sim: Simulator, tmp_path: Path, signum: signal.Signals
+    cli: Cli, sim: Simulator, tmp_path: Path, signum: signal.Signals, again_after: float | None
 ) -> None:
     instance_id = sim.instance_ids[1]
     sim.set_status(instance_id, "Waiting")
@@ -202,6 +228,9 @@ async def test_interrupted_watch_exits_130_and_leaves_a_checkpoint(
     try:
         first = await running.line()
         running.proc.send_signal(signum)
+        if again_after is not None:
+            await asyncio.sleep(again_after)
+            running.proc.send_signal(signum)
         result = await running.finish()
     finally:
         await running.stop()
@@ -227,3 +256,160 @@ async def test_interrupted_watch_exits_130_and_leaves_a_checkpoint(
     assert again.code == 0, again
     (change,) = (json.loads(line) for line in again.lines())
     assert change.items() >= {"previous": "Waiting", "current": "Completed", "seq": 2}.items()
+
+
+# -- hostile input and hygiene -------------------------------------------------------------------
+
+
+async def test_watch_lines_show_a_hostile_status_visibly(cli: Cli, sim: Simulator) -> None:
+    instance_id = sim.instance_ids[1]
+    sim.set_status(instance_id, "Run\x1b]0;pwned\x07[/bold]\u202e")
+    text = await cli.start("watch", instance_id, "--interval", "0.2")
+    jsonl = await cli.start("watch", instance_id, "--interval", "0.2", "-o", "jsonl")
+    try:
+        line = await text.line()
+        record = await jsonl.line()
+    finally:
+        await text.stop()
+        await jsonl.stop()
+    assert line.endswith(f"{instance_id}  · → Run\\x1b]0;pwned\\x07[/bold]\\u202e")
+    assert "\x1b" not in record and "\u202e" not in record
+    assert json.loads(record)["current"] == "Run\x1b]0;pwned\x07[/bold]\u202e"
+
+
+async def test_watch_into_a_closed_pipe_ends_quietly(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    first, second = sim.instance_ids[1:3]
+    sim.set_status(first, "Waiting")
+    sim.set_status(second, "Waiting")
+    running = await start_into_head(cli, tmp_path, "watch", first, second, "--interval", "0.1")
+    try:
+        await running.line()
+        # head goes after one line; the next change finds nobody to read it. Changes keep
+        # coming until then, so the test does not depend on when head has exited.
+        for status in ["Running", "Waiting"] * int(LINE_TIMEOUT / 0.6):
+            if running.proc.returncode is not None:
+                break
+            sim.set_status(first, status)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(running.proc.wait()), 0.3)
+        result = await running.finish()
+    finally:
+        await running.stop()
+    assert result.code == 0
+    piped = piped_outcome(tmp_path)
+    assert piped.err == "", "no traceback, no BrokenPipeError, no 'Exception ignored'"
+    assert piped.code == 0
+    polls = requests(sim)
+    await asyncio.sleep(0.5)
+    assert requests(sim) == polls, "no polling on after the reader went away"
+
+
+async def test_wait_with_several_ids_on_stdin_is_a_usage_error(cli: Cli, sim: Simulator) -> None:
+    first, second = sim.instance_ids[1:3]
+    result = await cli.run("wait", "-", "--for", "Running", stdin=f"{first}\n{second}\n")
+    assert_one_line_hint(result)
+    assert "exactly one instance id" in result.err
+    assert requests(sim) == 0
+
+
+# -- answers that say what happened --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", SEED_ID, "--interval", "0.1"],
+        ["wait", SEED_ID, "--for", "Running", "--interval", "0.1", "--timeout", "600"],
+    ],
+)
+async def test_a_rejected_token_ends_watch_and_wait_at_once_with_exit_4(
+    cli: Cli, sim: Simulator, args: list[str]
+) -> None:
+    rejected = sim.issue_token(ttl=-60)
+    cli.secrets.append(rejected)
+    env = base_env(AIOCONTAINER_BASE_URL=sim.base_url, AIOCONTAINER_TOKEN=rejected)
+    result = await cli.run(*args, env=env)
+    assert result.code == 4, result
+    assert result.out == ""
+    assert "permission denied" in result.err and "'权限不足'" in result.err
+    assert (
+        result.err.strip()
+        .splitlines()[-1]
+        .startswith("aiocontainer: the platform refused the token (code 10008): check --token-file")
+    )
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", SEED_ID, "--interval", "0.1"],
+        ["wait", SEED_ID, "--for", "Running", "--interval", "0.1", "--timeout", "600"],
+    ],
+)
+async def test_an_unreachable_base_url_ends_watch_and_wait_with_exit_4(
+    cli: Cli, args: list[str]
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    env = base_env(AIOCONTAINER_BASE_URL=url, AIOCONTAINER_TOKEN=cli.sim.token)
+    result = await cli.run("--timeout", "1", *args, env=env)
+    assert result.code == 4, result
+    assert f"cannot reach {url} (connection refused)" in result.err
+    assert "ssl:default" not in result.err
+    assert result.err.strip().splitlines()[-1] == (
+        f"aiocontainer: cannot reach {url}: check --base-url or AIOCONTAINER_BASE_URL"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--for", "running"], "unknown status 'running' in --for (did you mean Running?)"),
+        (["--for", "Runing"], "unknown status 'Runing' in --for (did you mean Running?)"),
+        (["--for", "Running", "--fail-on", "Failed,Kaput"], "unknown status 'Kaput' in --fail-on"),
+    ],
+)
+async def test_an_unknown_status_to_wait_for_is_a_usage_error(
+    cli: Cli, sim: Simulator, args: list[str], says: str
+) -> None:
+    result = await cli.run("wait", SEED_ID, *args)
+    assert_one_line_hint(result)
+    assert says in result.err and "--allow-unknown-status" in result.err
+    assert requests(sim) == 0
+
+
+async def test_allow_unknown_status_waits_for_a_status_beyond_the_six(
+    cli: Cli, sim: Simulator
+) -> None:
+    sim.set_status(SEED_ID, "Suspended")
+    args = ("wait", SEED_ID, "--for", "Suspended", "--interval", "0.1")
+    result = await cli.run(*args, "--allow-unknown-status")
+    assert result.code == 0, result
+    assert result.lines() == [f"{SEED_ID}  Suspended"]
+
+
+async def test_wait_reports_a_gone_instance_once(cli: Cli) -> None:
+    result = await cli.run("wait", UNKNOWN_ID, "--for", "Running", "--interval", "0.1")
+    assert result.code == 4
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith(f"{UNKNOWN_ID}: InstanceGoneError: no such instance (or not yours)")
+
+
+async def test_a_resumed_watch_says_what_it_resumed(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    first, second = sim.instance_ids[1:3]
+    sim.set_status(first, "Completed")
+    checkpoint = tmp_path / "watch.json"
+    args = ("--interval", "0.1", "--until-terminal", "--checkpoint", str(checkpoint))
+    fresh = await cli.run("watch", first, *args)
+    assert fresh.code == 0 and fresh.err == "", fresh
+    sim.set_status(second, "Failed")
+    resumed = await cli.run("watch", first, second, *args)
+    assert resumed.code == 0, resumed
+    assert resumed.err.strip() == (
+        f"aiocontainer: resuming from {checkpoint}: 1 of 2 ids have a saved status; "
+        "what changed since is reported first"
+    )

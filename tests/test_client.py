@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from aiocontainer import (
     ContainerClient,
     HTTPStatusError,
     InstanceDetail,
+    InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
     PermissionDeniedError,
@@ -31,6 +33,7 @@ from tests.conftest import (
     TOKEN,
     Reply,
     ScriptedServer,
+    closed_port,
     code_reply,
     json_reply,
     leftover_tasks,
@@ -38,6 +41,17 @@ from tests.conftest import (
 )
 
 FAST = {"backoff_factor": 0.001, "backoff_max": 0.01}
+
+
+class CountingProvider:
+    """A token provider that hands out t1, t2, ... and counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        return f"t{self.calls}"
 
 
 def client_for(server: ScriptedServer, **options: Any) -> ContainerClient:
@@ -191,35 +205,67 @@ async def test_max_attempts_bounds_requests(server: ScriptedServer) -> None:
     assert server.count("abc") == 5
 
 
+class FakeTime:
+    """A monotonic clock that only moves when the client sleeps; records every sleep."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += delay
+        await asyncio.sleep(0)
+
+    def options(self) -> dict[str, Any]:
+        return {"clock": self.clock, "sleep": self.sleep}
+
+
 async def test_max_retry_time_bounds_the_run(server: ScriptedServer) -> None:
-    server.default = lambda _id: Reply(status=500)
-    client = ContainerClient(
-        server.base_url, token=TOKEN, max_attempts=1000, max_retry_time=0.3, backoff_factor=0.05
-    )
-    async with client:
-        started = time.monotonic()
+    # Waits of exactly 0.25 s (a Retry-After above the tiny backoff) in a 1 s budget: attempts
+    # start at 0, 0.25, 0.5, 0.75 and 1.0 (the last wait is what was left), then none.
+    server.default = lambda _id: Reply(status=429, headers={"Retry-After": "0.25"})
+    fake = FakeTime()
+    async with client_for(server, max_attempts=1000, max_retry_time=1.0, **fake.options()) as c:
+        with pytest.raises(HTTPStatusError):
+            await c.get_instance("abc")
+    assert fake.sleeps == [0.25, 0.25, 0.25, 0.25]
+    assert server.count("abc") == 5
+
+
+async def test_no_attempt_starts_after_the_budget(server: ScriptedServer) -> None:
+    server.default = lambda _id: Reply(status=503)
+    fake = FakeTime()
+    options = {"backoff_factor": 0.3, "backoff_max": 0.3, **fake.options()}
+    async with client_for(server, max_attempts=1000, max_retry_time=2.0, **options) as client:
         with pytest.raises(HTTPStatusError):
             await client.get_instance("abc")
-        elapsed = time.monotonic() - started
-    assert elapsed < 0.3 + 10.0  # the budget plus one attempt's timeout, generously
-    assert 1 < server.count("abc") < 1000
+    # Jittered waits, each cut to what was left: they add up to at most the budget, and every
+    # attempt but the first followed one wait.
+    assert sum(fake.sleeps) <= 2.0
+    assert fake.now <= 2.0
+    assert server.count("abc") == len(fake.sleeps) + 1
 
 
 async def test_retry_after_is_a_floor(server: ScriptedServer) -> None:
     server.script("abc", Reply(status=429, headers={"Retry-After": "0.4"}))
-    async with client_for(server) as client:
+    fake = FakeTime()
+    async with client_for(server, **fake.options()) as client:
         await client.get_instance("abc")
-    gap = server.seen[1].at - server.seen[0].at
-    assert gap >= 0.35  # backoff alone would wait at most 0.01 s here
+    assert fake.sleeps == [0.4]  # backoff alone would wait at most 0.01 s here
 
 
 async def test_retry_after_is_capped_by_the_budget(server: ScriptedServer) -> None:
     server.default = lambda _id: Reply(status=429, headers={"Retry-After": "3600"})
-    async with client_for(server, max_retry_time=0.3) as client:
-        started = time.monotonic()
+    fake = FakeTime()
+    async with client_for(server, max_retry_time=0.3, **fake.options()) as client:
         with pytest.raises(HTTPStatusError) as caught:
             await client.get_instance("abc")
-    assert time.monotonic() - started < 5
+    assert fake.sleeps == [0.3]
+    assert server.count("abc") == 2
     assert caught.value.retry_after == 3600
 
 
@@ -335,19 +381,28 @@ async def test_provider_is_called_lazily_once(server: ScriptedServer) -> None:
 
 
 async def test_token_near_expiry_is_renewed_before_use(server: ScriptedServer) -> None:
-    old = jwt_expiring_at(time.time() + 30, "old")
-    new = jwt_expiring_at(time.time() + 3600, "new")
+    wall = [1_000_000.0]
+    old = jwt_expiring_at(wall[0] + 3600, "old")
+    new = jwt_expiring_at(wall[0] + 7200, "new")
     tokens = iter([old, new])
 
     async def provider() -> str:
         return next(tokens)
 
-    async with ContainerClient(server.base_url, token=provider, refresh_margin=60) as client:
-        await client.get_instance("a")  # the provider's first token is all there is
-        await client.get_instance("b")  # now 30 s from expiry, inside the 60 s margin
-        await client.get_instance("c")
+    async with ContainerClient(
+        server.base_url,
+        token=provider,
+        refresh_margin=60,
+        wall_clock=lambda: wall[0],
+        clock=lambda: wall[0],
+    ) as client:
+        await client.get_instance("a")  # the provider's first token
+        wall[0] += 3600 - 61
+        await client.get_instance("b")  # 61 s from expiry: still outside the margin
+        wall[0] += 2
+        await client.get_instance("c")  # 59 s from expiry: renewed first
         assert client.stats.token_refreshes == 2
-    assert [s.token for s in server.seen] == [old, new, new]
+    assert [s.token for s in server.seen] == [old, old, new]
 
 
 async def test_10008_with_50_concurrent_requests_refreshes_exactly_once(
@@ -381,18 +436,12 @@ async def test_10008_with_50_concurrent_requests_refreshes_exactly_once(
 
 async def test_10008_twice_is_raised_not_looped(server: ScriptedServer) -> None:
     server.default = lambda _id: code_reply("10008", "insufficient permission")
-    calls = 0
-
-    async def provider() -> str:
-        nonlocal calls
-        calls += 1
-        return f"t{calls}"
-
+    provider = CountingProvider()
     async with ContainerClient(server.base_url, token=provider, **FAST) as client:
         with pytest.raises(PermissionDeniedError):
             await client.get_instance("abc")
     assert server.count("abc") == 2
-    assert calls == 2
+    assert provider.calls == 2
 
 
 async def test_10008_without_provider_is_raised_at_once(server: ScriptedServer) -> None:
@@ -584,7 +633,7 @@ async def test_breaking_out_of_iter_instances_stops_the_rest(server: ScriptedSer
     ids = [f"i{n}" for n in range(100)]
     before = asyncio.all_tasks()
     async with client_for(server, concurrency=4) as client:
-        async with aclosing(client.iter_instances(ids)) as stream:  # type: ignore[type-var]
+        async with aclosing(client.iter_instances(ids)) as stream:
             async for _ in stream:
                 break
         sent = server.count()
@@ -733,19 +782,221 @@ async def test_a_bug_in_a_lookup_propagates_from_bulk_calls(
     from contextlib import aclosing
 
     async with client_for(server) as client:
-        original = client.get_instance
+        original = client._get_valid  # what bulk calls run per id
 
         async def broken(instance_id: str) -> InstanceDetail:
             if instance_id == "b":
                 raise RuntimeError("a bug, not a lookup failure")
             return await original(instance_id)
 
-        monkeypatch.setattr(client, "get_instance", broken)
+        monkeypatch.setattr(client, "_get_valid", broken)
         before = asyncio.all_tasks()
         with pytest.raises(RuntimeError, match="a bug"):
             await client.get_instances(["a", "b", "c"])
         with pytest.raises(RuntimeError, match="a bug"):  # noqa: PT012
-            async with aclosing(client.iter_instances(["a", "b", "c"])) as stream:  # type: ignore[type-var]
+            async with aclosing(client.iter_instances(["a", "b", "c"])) as stream:
                 async for _ in stream:
                     pass
         assert await leftover_tasks(before) == set()
+
+
+# -- aiohttp's silent resend ---------------------------------------------------------------------
+
+
+class _DropSecondRequest:
+    """A keep-alive server on 127.0.0.1: answers the first request, drops the connection on the
+    next one on that same connection without answering; counts request lines."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.requests.append(head.split(b"\r\n", 1)[0])
+                if served:
+                    break  # a reused connection dropped mid-request
+                served += 1
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(self.body), self.body)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_aiohttp_silent_resend_is_switched_off() -> None:
+    # The second lookup goes out on the reused connection, which the server drops: with the
+    # switch off that is one request and a TransportError (max_attempts=1), not a second
+    # request sent behind the retry policy's back.
+    server = _DropSecondRequest(ok_reply("a").body)
+    async with server as base_url:
+        async with ContainerClient(base_url, token=TOKEN, max_attempts=1) as client:
+            await client.get_instance("a")
+            with pytest.raises(TransportError):
+                await client.get_instance("a")
+            assert client.stats.requests == 2
+    assert len(server.requests) == 2
+
+
+async def test_aiohttp_resends_when_the_switch_is_left_on() -> None:
+    # The control: a borrowed session keeps aiohttp's behaviour, and the same exchange then
+    # reaches the server three times. If aiohttp ever stops resending, or renames the switch,
+    # one of these two tests fails.
+    server = _DropSecondRequest(ok_reply("a").body)
+    async with server as base_url, aiohttp.ClientSession() as session:
+        assert session._retry_connection is True
+        async with ContainerClient(
+            base_url, token=TOKEN, max_attempts=1, session=session
+        ) as client:
+            await client.get_instance("a")
+            with contextlib.suppress(TransportError):
+                await client.get_instance("a")
+    assert len(server.requests) == 3
+
+
+# -- token renewal within the retry policy ------------------------------------------------------
+
+
+async def test_a_renewal_resend_counts_against_max_attempts(server: ScriptedServer) -> None:
+    server.default = lambda _id: code_reply("10008", "token expired")
+    provider = CountingProvider()
+    async with ContainerClient(server.base_url, token=provider, max_attempts=1, **FAST) as c:
+        with pytest.raises(PermissionDeniedError):
+            await c.get_instance("abc")
+    assert server.count("abc") == 1  # no resend: it would be a second attempt
+    async with ContainerClient(server.base_url, token=provider, max_attempts=2, **FAST) as c:
+        with pytest.raises(PermissionDeniedError):
+            await c.get_instance("abc")
+        assert (c.stats.requests, c.stats.retries) == (2, 1)
+    assert server.count("abc") == 3
+
+
+async def test_a_renewal_resend_starts_only_within_max_retry_time(server: ScriptedServer) -> None:
+    server.script("abc", code_reply("10008", "token expired"))
+    fake = FakeTime()
+    calls = 0
+
+    async def slow_provider() -> str:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            fake.now += 3.5  # the renewal itself takes longer than the budget
+        return f"t{calls}"
+
+    async with ContainerClient(
+        server.base_url, token=slow_provider, max_retry_time=3.0, **FAST, **fake.options()
+    ) as client:
+        with pytest.raises(PermissionDeniedError):
+            await client.get_instance("abc")
+    assert calls == 2
+    assert server.count("abc") == 1
+
+
+async def test_a_provider_that_never_answers_ends_the_lookup(server: ScriptedServer) -> None:
+    async def stuck() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    async with ContainerClient(
+        server.base_url, token=stuck, timeout=0.2, max_retry_time=0.1
+    ) as client:
+        started = time.monotonic()
+        with pytest.raises(TokenError, match="did not answer"):
+            await client.get_instance("abc")
+    assert time.monotonic() - started < 5  # bounded by one timeout (0.2 s), not forever
+    assert server.count() == 0
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\x1b[2Jb", "a\tb", "a\x7fb", "tök"])
+async def test_a_token_with_a_control_character_is_refused_up_front(
+    server: ScriptedServer, bad: str
+) -> None:
+    with pytest.raises(TokenError):
+        ContainerClient(server.base_url, token=bad)
+    assert server.count() == 0
+
+
+# -- several base URLs ------------------------------------------------------------------------
+
+
+async def test_a_refused_first_url_fails_over_to_the_next(server: ScriptedServer) -> None:
+    refused = f"http://127.0.0.1:{closed_port()}"
+    async with ContainerClient([refused, server.base_url], token=TOKEN, **FAST) as client:
+        assert client.base_url == refused
+        detail = await client.get_instance("abc")
+        assert client.base_url == server.base_url
+        assert client.stats.requests == 2  # the refused attempt, then the answer
+        await client.get_instance("def")  # sticks: no new try of the refused URL
+        assert client.stats.requests == 3
+    assert detail.id == "abc"
+    assert server.count() == 2
+
+
+async def test_an_http_or_api_answer_never_fails_over(server: ScriptedServer) -> None:
+    other = ScriptedServer()
+    await other.start()
+    try:
+        server.default = lambda _id: Reply(status=503)
+        server.script("api", *[code_reply("10001")] * 3)
+        async with ContainerClient(
+            [server.base_url, other.base_url], token=TOKEN, max_attempts=3, **FAST
+        ) as client:
+            with pytest.raises(HTTPStatusError):
+                await client.get_instance("abc")
+            with pytest.raises(InternalApiError):
+                await client.get_instance("api")
+            assert client.base_url == server.base_url
+        assert server.count("abc") == 3 and server.count("api") == 3
+        assert other.count() == 0
+    finally:
+        await other.close()
+
+
+async def test_the_client_sticks_to_the_last_url_that_worked(server: ScriptedServer) -> None:
+    second, third = ScriptedServer(), ScriptedServer()
+    await second.start()
+    await third.start()
+    try:
+        urls = [f"http://127.0.0.1:{closed_port()}", second.base_url, third.base_url]
+        async with ContainerClient(urls, token=TOKEN, **FAST) as client:
+            await client.get_instance("a")
+            await client.get_instance("b")
+            assert client.base_url == second.base_url
+            await second.close()  # the second goes away: on to the third, and stay there
+            await client.get_instance("c")
+            await client.get_instance("d")
+            assert client.base_url == third.base_url
+        assert second.count() == 2 and third.count() == 2
+    finally:
+        await third.close()
+
+
+async def test_a_base_url_ending_in_ai_is_joined_once(server: ScriptedServer) -> None:
+    async with ContainerClient(server.base_url + "/ai/", token=TOKEN) as client:
+        assert client.base_url == server.base_url
+        await client.get_instance("abc")
+    assert server.seen[0].raw_path == "/ai/openapi/v2/instance-service/abc/detail"
+
+
+@pytest.mark.parametrize("bad", [[], (), ["ftp://x"], [b"http://x"], b"http://x", 42])
+def test_bad_base_url_sequences_are_refused(bad: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        ContainerClient(bad, token=TOKEN)

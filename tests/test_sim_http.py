@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -488,3 +489,134 @@ async def test_only_an_unknown_instance_is_a_404() -> None:
     assert response.status == 404
     with pytest.raises(KeyError):  # left to aiohttp, which answers 500
         await control_route(broken)(request)
+
+
+# ----- listing: cap, churn and list faults over HTTP ------------------------------------------
+
+
+async def list_page(
+    session: aiohttp.ClientSession, sim: Simulator, start: int, limit: int
+) -> tuple[int, Any]:
+    return await call(
+        session,
+        "GET",
+        sim.base_url + LIST,
+        headers={"token": sim.token},
+        params={"start": str(start), "limit": str(limit)},
+    )
+
+
+async def list_everything(
+    session: aiohttp.ClientSession, sim: Simulator, limit: int
+) -> list[list[str]]:
+    """Every page up to the first empty one, advancing by what each page held."""
+    pages: list[list[str]] = []
+    start = 0
+    while True:
+        _, body = await list_page(session, sim, start, limit)
+        ids = ids_of(body)
+        if not ids:
+            return pages
+        pages.append(ids)
+        start += len(ids)
+
+
+async def test_the_page_cap_is_honoured(session: aiohttp.ClientSession) -> None:
+    async with Simulator(instances=23, seed=3, page_cap=5) as sim:
+        assert sim.page_cap == 5
+        pages = await list_everything(session, sim, limit=100)
+        assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
+        seen = [i for p in pages for i in p]
+        assert sorted(seen) == sorted(sim.instance_ids)  # every one, once
+        _, body = await list_page(session, sim, 0, 2)
+        assert len(body["data"]) == 2
+    assert Simulator(instances=0).page_cap == 100
+    with pytest.raises(ValueError, match="page_cap"):
+        Simulator(instances=0, page_cap=0)
+
+
+async def test_churn_shifts_the_pages_of_a_running_listing(
+    session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    async with Simulator(instances=30, seed=3, clock=clock, churn=1) as sim:
+        clock.advance(5)  # created later than every instance there at the start
+        before = set(sim.instance_ids)
+        pages = await list_everything(session, sim, limit=5)
+        seen = [i for p in pages for i in p]
+        requests_made = len(pages) + 1  # and the empty page that ended it
+        assert len(sim.instance_ids) == 30
+        assert len(sim.deleted_ids()) == requests_made
+        assert SEED_INSTANCE_ID in sim.instance_ids  # churn never deletes the seed instance
+        # Each page saw one more instance created at the head: the listing saw some twice.
+        assert len(seen) > len(set(seen))
+        assert set(sim.instance_ids) - before  # and the world really changed under it
+        assert set(seen) <= before | set(sim.instance_ids) | set(sim.deleted_ids())
+
+
+async def test_scripted_list_faults_hit_the_list_or_one_page(
+    sim: Simulator, session: aiohttp.ClientSession
+) -> None:
+    async def answer(start: int) -> tuple[int, str | None]:
+        async with session.get(
+            sim.base_url + LIST,
+            headers={"token": sim.token},
+            params={"start": str(start), "limit": "5"},
+        ) as response:
+            if response.content_type != "application/json":
+                return response.status, None
+            return response.status, (await response.json())["code"]
+
+    sim.script_faults("list", ["http_502", "code_10001"])
+    sim.script_faults("list:5", ["http_503"])
+    assert sim.pending_faults("list:5") == ["http_503"]
+    assert await answer(0) == (502, None)
+    assert await answer(0) == (200, "10001")
+    assert await answer(0) == (200, "0")
+    assert await answer(5) == (503, None)  # only the page at start=5
+    assert await answer(5) == (200, "0")
+    assert sim.stats["faults"] == {"http_502": 1, "code_10001": 1, "http_503": 1}
+    assert sim.stats["endpoints"] == {"list": 5}
+
+
+async def test_list_faults_at_a_random_rate(session: aiohttp.ClientSession) -> None:
+    kinds = ["http_503", "code_10001", "truncated", "html"]
+    async with Simulator(instances=5, seed=4, fault_rate=0.3, fault_kinds=kinds) as sim:
+        faulted = 0
+        for _ in range(300):
+            async with session.get(
+                sim.base_url + LIST, headers={"token": sim.token}, params={"limit": "5"}
+            ) as response:
+                raw = await response.read()
+            try:
+                ok = response.status == 200 and json.loads(raw)["code"] == "0"
+            except ValueError:
+                ok = False
+            faulted += not ok
+        assert 0.2 < faulted / 300 < 0.4
+        assert sum(sim.stats["faults"].values()) == faulted
+
+
+async def test_control_sets_the_page_cap_and_churn(
+    sim: Simulator, session: aiohttp.ClientSession
+) -> None:
+    url = control(sim, "/listing")
+    _, listing = await call(session, "POST", url, json={"pageCap": 4, "churn": 2})
+    assert listing == {"pageCap": 4, "churn": 2}
+    assert (sim.page_cap, sim.churn) == (4, 2)
+    _, body = await list_page(session, sim, 0, 100)
+    assert len(body["data"]) == 4
+    _, state = await call(session, "GET", control(sim, "/instances"))
+    assert len(state["deleted"]) == 2 and len(state["ids"]) == 12
+    status, _ = await call(session, "POST", url, json={"pageCap": 0})
+    assert status == 400
+
+
+def test_instance_ids_reads_as_a_list_or_a_call() -> None:
+    sim = Simulator(instances=3, seed=1)
+    assert sim.instance_ids() == sim.instance_ids == list(sim.instance_ids)
+    created = sim.create_instance()
+    assert sim.instance_ids()[-1] == created
+    sim.delete_instance(created)
+    assert created not in sim.instance_ids()
+    assert sim.deleted_ids() == [created]
+    assert sim.history(created) == ["Waiting"]

@@ -254,3 +254,68 @@ def test_list_query_accepts_strings_and_comma_separated_names() -> None:
     assert not isinstance(query, str)
     assert (query.start, query.limit, query.descending) == (3, 7, False)
     assert query.names == frozenset({"a", "b", "c"})
+
+
+# ----- listing: the page cap, and pages that shift under creation and deletion ----------------
+
+
+def page(world: World, start: int, limit: int, *, cap: int | None = None) -> list[str]:
+    query = parse_list_query({"start": start, "limit": limit})
+    assert not isinstance(query, str)
+    return [item["id"] for item in json.loads(world.list_envelope(query, cap=cap))["data"]]
+
+
+def test_a_page_is_never_longer_than_the_cap() -> None:
+    world = make_world(instances=12, seed=7)
+    newest_first = page(world, 0, 100)
+    assert len(newest_first) == 12
+    assert page(world, 0, 100, cap=5) == newest_first[:5]
+    assert page(world, 5, 100, cap=5) == newest_first[5:10]
+    assert page(world, 10, 100, cap=5) == newest_first[10:]
+    assert page(world, 0, 3, cap=5) == newest_first[:3]
+
+
+def test_pages_shift_when_instances_are_created_or_deleted_between_them() -> None:
+    world = make_world(instances=12, seed=7)
+    first = page(world, 0, 5)
+    (created,) = world.add_instances(1)  # the newest: it lands at the head of the listing
+    second = page(world, 5, 5)
+    assert second[0] == first[-1]  # seen twice
+    assert created not in first + second  # created behind the listing's back: missed
+    world.remove_instance(first[0])  # everything after it moves one place up
+    third = page(world, 10, 5)
+    everything = page(world, 0, 100)
+    missed = set(everything) - set(first + second + third)
+    assert created in missed and len(missed) == 2  # and the one that moved onto page two
+
+
+def test_churn_creates_the_newest_and_deletes_older_ones_reproducibly() -> None:
+    clock = ManualClock()
+    worlds = [make_world(instances=12, seed=7, clock=clock) for _ in range(2)]
+    clock.advance(10)  # created a second or more after every other instance
+    results = [w.churn(3, keep=frozenset({SEED_INSTANCE_ID})) for w in worlds]
+    assert results[0] == results[1]
+    created, deleted = results[0]
+    world = worlds[0]
+    assert len(world) == 12
+    assert set(deleted).isdisjoint(world.ids()) and SEED_INSTANCE_ID not in deleted
+    assert set(page(world, 0, 3)) == set(created)
+    assert world.deleted_ids() == deleted
+    for instance_id in deleted:
+        assert world.history(instance_id)[0] == "Waiting"  # still readable after deletion
+        with pytest.raises(UnknownInstanceError):
+            world.instance(instance_id)
+    assert world.churn(0) == ([], [])
+    with pytest.raises(ValueError, match="churn"):
+        world.churn(-1)
+
+
+def test_a_deleted_instance_keeps_the_history_it_had(clock: ManualClock) -> None:
+    world = make_world(instances=3, seed=2, clock=clock)
+    target = world.ids()[1]
+    clock.advance(world.schedule(target)[2][1] + 1)  # into Running
+    world.remove_instance(target)
+    clock.advance(10_000)
+    assert world.history(target) == ["Waiting", "Deploying", "Running"]
+    with pytest.raises(UnknownInstanceError):
+        world.remove_instance(target)

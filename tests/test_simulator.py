@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import queue
 import re
@@ -18,8 +20,10 @@ import aiohttp
 import pytest
 import requests
 
+from aiocontainer._sim_auth import signature
 from aiocontainer.simulator import SEED_INSTANCE_ID, Simulator, main
 from tests.sim_support import (
+    AKSK_TOKENS,
     DETAIL,
     LIST,
     ROOT,
@@ -89,6 +93,8 @@ def cli() -> Iterator[Cli]:
             "-m",
             "aiocontainer.simulator",
             *("--port", "0", "--instances", "5", "--seed", "3", "--token", "T"),
+            *("--access-key", "AKFIXED", "--secret-key", "SKFIXED", "--token-ttl", "120"),
+            *("--page-cap", "4", "--churn", "0"),
         ],
         cwd=ROOT,
         env=env,
@@ -131,11 +137,57 @@ def test_cli_serves_until_signalled(cli: Cli, signum: int) -> None:
     )
     assert response.json()["data"] == SEED_SAMPLE["data"]
     listing = requests.get(base_url + LIST, json={"limit": 10}, headers={"token": "T"}, timeout=5)
-    assert len(listing.json()["data"]) == 5
+    assert len(listing.json()["data"]) == 4  # --page-cap 4, though 5 were asked for
     cli.proc.send_signal(signum)
     assert cli.proc.wait(10) == 0
     assert cli.proc.stderr is not None
     assert "Traceback" not in cli.proc.stderr.read()
+
+
+def read_until(cli: Cli, prefixes: tuple[str, ...]) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + 15
+    while len(seen) < len(prefixes) and time.monotonic() < deadline:
+        line = cli.lines.get(timeout=15)
+        for prefix in prefixes:
+            if line.startswith(prefix) and prefix not in seen:
+                seen[prefix] = line.removeprefix(prefix)
+    return seen
+
+
+def test_cli_prints_the_key_pair_it_accepts(cli: Cli) -> None:
+    prefixes = (
+        "base_url: ",
+        "user: ",
+        "access_key: ",
+        "secret_key: ",
+        "export SCNET_",
+        "list its instances: ",
+        "ids and statuses (no token): ",
+    )
+    seen = read_until(cli, prefixes)
+    assert (seen["user: "], seen["access_key: "], seen["secret_key: "]) == (
+        "magic2",
+        "AKFIXED",
+        "SKFIXED",
+    )
+    assert "SCNET_ACCESS_KEY=AKFIXED" in seen["export SCNET_"]
+    assert seen["list its instances: "].startswith("aiocontainer list")
+    assert "pages of at most 4" in seen["list its instances: "]
+    ids_url = seen["ids and statuses (no token): "].removeprefix("curl ")
+    assert len(requests.get(ids_url, timeout=5).json()["ids"]) == 5
+    stamp = str(int(time.time()))
+    headers = {"user": "magic2", "accessKey": "AKFIXED", "timestamp": stamp}
+    headers["signature"] = signature(
+        "SKFIXED", access_key="AKFIXED", timestamp=stamp, user="magic2"
+    )
+    answer = requests.post(seen["base_url: "] + AKSK_TOKENS, headers=headers, timeout=5).json()
+    assert answer["code"] == "0"
+    token = answer["data"][1]["token"]
+    expire_ms = int(json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["expireTime"])
+    assert abs(expire_ms / 1000 - (int(stamp) + 120)) < 30  # --token-ttl 120
+    cli.proc.send_signal(signal.SIGTERM)
+    assert cli.proc.wait(10) == 0
 
 
 def test_cli_reports_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:

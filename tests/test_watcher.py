@@ -5,14 +5,10 @@ from __future__ import annotations
 import ast
 import asyncio
 import gc
-import heapq
 import itertools
-import json
 import logging
-import os
 import time
-from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Mapping
+import weakref
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +18,7 @@ import pytest
 from aiocontainer import watcher as watcher_module
 from aiocontainer.errors import (
     AiocontainerError,
+    ChangesDroppedError,
     InstanceGoneError,
     InvalidInstanceIdError,
     InvalidParameterError,
@@ -30,136 +27,21 @@ from aiocontainer.errors import (
     WaitTimeoutError,
 )
 from aiocontainer.models import InstanceDetail, StatusChange
-from aiocontainer.watcher import ChangesDroppedError, ChangeStream, InstanceWatcher
-
-W, D, R = "Waiting", "Deploying", "Running"
-C, F, T = "Completed", "Failed", "Terminated"
-
-
-async def settle(rounds: int = 40) -> None:
-    """Let every ready task run until the fake clock is the only thing left to move."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
-
-
-class FakeTime:
-    """A clock and a sleep that only move when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._count = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._count += 1
-        heapq.heappush(self._sleepers, (self.now + max(delay, 0.0), self._count, future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        """Move time forward, waking each sleeper at its moment and letting it run."""
-        end = self.now + seconds
-        await settle()
-        while self._sleepers and self._sleepers[0][0] <= end:
-            when, _, future = heapq.heappop(self._sleepers)
-            if future.done():
-                continue
-            self.now = max(self.now, when)
-            future.set_result(None)
-            await settle()
-        self.now = end
-        await settle()
-
-    async def run_until(
-        self, task: asyncio.Task[Any], *, step: float = 1.0, limit: float = 1e4
-    ) -> None:
-        """Advance time until ``task`` is done."""
-        start = self.now
-        while not task.done():
-            assert self.now - start < limit, "the task did not finish in fake time"
-            await self.advance(step)
-            await asyncio.sleep(0.001)  # real time, for work that waits on the real loop clock
-
-
-Outcome = str | BaseException
-
-
-class FakeClient:
-    """``get_instance`` answers from a script per id, then from a current status."""
-
-    token = "SECRET-TOKEN-never-shown"
-
-    def __init__(
-        self,
-        time: FakeTime,
-        statuses: Mapping[str, Outcome] | None = None,
-        *,
-        concurrency: int = 32,
-        latency: float = 0.0,
-    ) -> None:
-        self.time = time
-        self.statuses: dict[str, Outcome] = dict(statuses or {})
-        self.scripts: defaultdict[str, deque[Outcome]] = defaultdict(deque)
-        self.calls: list[tuple[float, str]] = []
-        self.concurrency = concurrency
-        self.latency = latency
-        self.in_flight: Counter[str] = Counter()
-        self.max_in_flight = 0
-        self.max_per_id = 0
-        self.cancelled = 0
-
-    def script(self, instance_id: str, *outcomes: Outcome) -> None:
-        self.scripts[instance_id].extend(outcomes)
-
-    def times(self, instance_id: str) -> list[float]:
-        return [at for at, i in self.calls if i == instance_id]
-
-    def count(self, instance_id: str) -> int:
-        return len(self.times(instance_id))
-
-    async def get_instance(self, instance_id: str) -> InstanceDetail:
-        self.calls.append((self.time.now, instance_id))
-        self.in_flight[instance_id] += 1
-        self.max_in_flight = max(self.max_in_flight, sum(self.in_flight.values()))
-        self.max_per_id = max(self.max_per_id, self.in_flight[instance_id])
-        try:
-            if self.latency:
-                await self.time.sleep(self.latency)
-            queue = self.scripts[instance_id]
-            outcome = queue.popleft() if queue else self.statuses[instance_id]
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return InstanceDetail(id=instance_id, status=outcome)
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        finally:
-            self.in_flight[instance_id] -= 1
-
-
-def make(
-    client: FakeClient, ids: Iterable[str] = (), *, interval: float = 10.0, **options: Any
-) -> InstanceWatcher:
-    options.setdefault("jitter", 0.0)
-    return InstanceWatcher(
-        client,
-        ids,
-        interval=interval,
-        clock=client.time.clock,
-        sleep=client.time.sleep,
-        **options,
-    )
-
-
-def summary(changes: Iterable[StatusChange]) -> list[tuple[str, str | None, str, int]]:
-    return [(c.instance_id, c.previous, c.current, c.seq) for c in changes]
-
-
-def invalid(instance_id: str) -> InvalidParameterError:
-    return InvalidParameterError("10004", "invalid parameter", instance_id=instance_id)
+from aiocontainer.watcher import ChangeStream, InstanceWatcher
+from tests.watcher_fakes import (
+    C,
+    D,
+    F,
+    FakeClient,
+    FakeTime,
+    R,
+    T,
+    W,
+    invalid,
+    make,
+    settle,
+    summary,
+)
 
 
 @pytest.fixture
@@ -581,14 +463,20 @@ async def _take(stream: ChangeStream, count: int) -> Any:
 async def test_an_abandoned_change_stream_stops_collecting(ft: FakeTime) -> None:
     client = FakeClient(ft, {"a": R})
     client.script("a", W)
-    watcher = make(client, ["a"])
+    watcher = make(client, ["a"], queue_size=1)
+    errors: list[Exception] = []
+    watcher.on_error(lambda i, e: errors.append(e))
     async with watcher:
-        async for change in watcher.changes():
+        stream = watcher.changes()
+        gone = weakref.ref(stream)
+        async for change in stream:
             assert change.current == W
             break
+        del stream
         gc.collect()
-        assert len(watcher._streams) == 0
-        await ft.advance(15)
+        assert gone() is None  # the watcher holds no strong reference to it
+        await ft.advance(35)  # more changes than its queue holds: nothing is kept for it
+    assert errors == []
 
 
 # -- control -------------------------------------------------------------------------------------
@@ -687,8 +575,13 @@ async def test_changes_queued_at_stop_are_delivered_after_a_restart(ft: FakeTime
         got.append(change)
 
     watcher.on_change(blocked)
-    async with watcher:
-        await ft.advance(15)
+    task = asyncio.create_task(watcher.run())
+    await ft.advance(15)
+    watcher.stop()
+    await settle()
+    assert not task.done()  # the drain lasts drain_timeout on the watcher's clock
+    await ft.advance(0.01)
+    assert task.done()
     assert got == []  # the one in progress was cancelled at stop, the next one waits
     release.set()
     async with watcher:
@@ -974,211 +867,29 @@ async def test_wait_all_with_bad_arguments_raises_before_waiting(ft: FakeTime) -
         await watcher.wait_for("a", R, timeout=-1)
 
 
-# -- checkpoint ----------------------------------------------------------------------------------
+WATCHER_MODULES = [
+    "watcher.py",
+    "_schedule.py",
+    "_rotation.py",
+    "_delivery.py",
+    "_waits.py",
+    "_checkpoint.py",
+    "_lifecycle.py",
+    "_tracker.py",
+]
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return document
-
-
-async def test_the_checkpoint_holds_status_and_seq_of_each_id(ft: FakeTime, tmp_path: Path) -> None:
-    path = tmp_path / "watch.json"
-    path.write_text("{}")  # corrupt: a fresh start
-    client = FakeClient(ft, {"a": R, "b": W})
-    client.script("a", W)
-    watcher = make(client, ["a", "b"], checkpoint=path)
-    async with watcher:
-        await ft.advance(15)
-    document = read_checkpoint(path)
-    assert document == {
-        "format": "aiocontainer.watcher.checkpoint",
-        "version": 1,
-        "instances": {"a": {"status": R, "seq": 2}, "b": {"status": W, "seq": 1}},
-    }
-    assert os.listdir(tmp_path) == ["watch.json"]  # no temp file left
-
-
-async def test_the_checkpoint_is_written_at_most_once_per_interval(
-    ft: FakeTime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    writes: list[float] = []
-    write = watcher_module._write_atomically
-
-    def counting(path: str, data: bytes) -> None:
-        writes.append(ft.now)
-        write(path, data)
-
-    monkeypatch.setattr(watcher_module, "_write_atomically", counting)
-    ids = [f"i{n}" for n in range(5)]
-    client = FakeClient(ft, dict.fromkeys(ids, R))
-    for instance_id in ids:
-        client.script(instance_id, *[W, R] * 20)  # a change at every poll
-    watcher = make(client, ids, checkpoint=tmp_path / "c.json")
-    async with watcher:
-        await ft.advance(100)
-    gaps = [b - a for a, b in itertools.pairwise(writes[:-1])]
-    assert all(gap >= 10 for gap in gaps)
-    assert 9 <= len(writes) <= 12  # about one per interval, plus the one at stop
-
-
-def test_a_write_uses_a_temp_file_in_the_same_directory_then_fsync_then_replace(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    steps: list[str] = []
-    replace, fsync = os.replace, os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        steps.append("fsync")
-        fsync(fd)
-
-    def recording_replace(source: str, target: str) -> None:
-        steps.append(f"replace, same directory: {Path(source).parent == tmp_path}")
-        replace(source, target)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
-    monkeypatch.setattr(os, "replace", recording_replace)
-    watcher_module._write_atomically(str(tmp_path / "c.json"), b"{}")
-    assert steps[:2] == ["fsync", "replace, same directory: True"]
-    assert (tmp_path / "c.json").read_bytes() == b"{}"
-
-
-async def test_a_new_watcher_resumes_from_the_checkpoint(ft: FakeTime, tmp_path: Path) -> None:
-    path = tmp_path / "watch.json"
-    client = FakeClient(ft, {"a": W, "b": R, "c": D})
-    first = make(client, ["a", "b", "c"], checkpoint=path)
-    async with first:
-        await ft.advance(15)
-        client.statuses["c"] = R
-        await ft.advance(10)
-    # While nothing watches: a moves on, b stays, c moves twice (only the last is visible).
-    client.statuses.update(a=R, c=C)
-    second = make(client, ["a", "b", "c"], checkpoint=path)
-    seen: list[StatusChange] = []
-    second.on_change(seen.append)
-    async with second:
-        await ft.advance(15)
-    assert summary(seen) == [("a", W, R, 2), ("c", R, C, 3)]
-    assert seen[0].skipped == (D,)
-    assert read_checkpoint(path)["instances"] == {
-        "a": {"status": R, "seq": 2},
-        "b": {"status": R, "seq": 1},
-        "c": {"status": C, "seq": 3},
-    }
-
-
-async def test_a_resumed_watcher_polls_checkpointed_terminal_ids(
-    ft: FakeTime, tmp_path: Path
-) -> None:
-    path = tmp_path / "watch.json"
-    client = FakeClient(ft, {"a": C})
-    async with make(client, ["a"], checkpoint=path):
-        await ft.advance(5)
-    client.statuses["a"] = W  # restarted while nothing watched
-    second = make(client, ["a"], checkpoint=path, emit_initial=False)
-    seen: list[StatusChange] = []
-    second.on_change(seen.append)
-    async with second:
-        await ft.advance(5)
-    assert summary(seen) == [("a", C, W, 2)]
-
-
-async def test_checkpointed_ids_that_are_not_watched_are_kept_not_polled(
-    ft: FakeTime, tmp_path: Path
-) -> None:
-    path = tmp_path / "watch.json"
-    client = FakeClient(ft, {"a": W, "b": W})
-    async with make(client, ["a", "b"], checkpoint=path):
-        await ft.advance(15)
-    client.statuses.update(a=R, b=R)
-    calls = client.count("b")
-    second = make(client, ["a"], checkpoint=path)
-    seen: list[StatusChange] = []
-    second.on_change(seen.append)
-    async with second:
-        await ft.advance(15)
-        assert client.count("b") == calls
-        assert read_checkpoint(path)["instances"]["b"] == {"status": W, "seq": 1}
-        second.add("b")  # added later, it continues from the checkpoint
-        await ft.advance(15)
-    assert summary(seen) == [("a", W, R, 2), ("b", W, R, 2)]
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        b"",
-        b"not json",
-        b"[]",
-        b'{"format": "something else", "version": 1, "instances": {}}',
-        b'{"format": "aiocontainer.watcher.checkpoint", "version": 99, "instances": {}}',
-        b'{"format": "aiocontainer.watcher.checkpoint", "version": 1, "instances": []}',
-        b'{"format": "aiocontainer.watcher.checkpoint", "version": 1, "instances": {"a": 1}}',
-        b'{"format": "aiocontainer.watcher.checkpoint", "version": 1,'
-        b' "instances": {"a": {"status": "Running", "seq": -1}}}',
-        b'{"format": "aiocontainer.watcher.checkpoint", "version": 1,'
-        b' "instances": {"a": {"status": 3, "seq": 1}}}',
-        b'{"format": "aiocontainer.watcher.checkpoint", "version": 1,'
-        b' "instances": {"a/b": {"status": "Running", "seq": 1}}}',
-        b"\xff\xfe",
-    ],
-)
-async def test_a_corrupt_checkpoint_warns_and_starts_fresh(
-    ft: FakeTime, tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes
-) -> None:
-    path = tmp_path / "watch.json"
-    path.write_bytes(content)
-    client = FakeClient(ft, {"a": R})
-    with caplog.at_level(logging.WARNING, logger="aiocontainer"):
-        watcher = make(client, ["a"], checkpoint=path)
-    assert any("corrupt" in r.getMessage() and r.name == "aiocontainer" for r in caplog.records)
-    seen: list[StatusChange] = []
-    watcher.on_change(seen.append)
-    async with watcher:
-        await ft.advance(1)
-    assert summary(seen) == [("a", None, R, 1)]
-
-
-async def test_a_missing_checkpoint_warns_and_starts_fresh(
-    ft: FakeTime, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "none-yet.json"
-    with caplog.at_level(logging.WARNING, logger="aiocontainer"):
-        watcher = make(FakeClient(ft, {"a": R}), ["a"], checkpoint=str(path))
-    assert any("does not exist" in r.getMessage() for r in caplog.records)
-    async with watcher:
-        await ft.advance(1)
-    assert read_checkpoint(path)["instances"] == {"a": {"status": R, "seq": 1}}
-
-
-async def test_an_unwritable_checkpoint_is_reported_not_fatal(ft: FakeTime, tmp_path: Path) -> None:
-    path = tmp_path / "missing-dir" / "watch.json"
-    watcher = make(FakeClient(ft, {"a": R}), ["a"], checkpoint=path)
-    errors: list[tuple[str | None, Exception]] = []
-    watcher.on_error(lambda i, e: errors.append((i, e)))
-    async with watcher:
-        await ft.advance(15)
-    assert errors and all(i is None and isinstance(e, OSError) for i, e in errors)
-
-
-def test_the_module_does_not_import_aiohttp() -> None:
-    tree = ast.parse(Path(watcher_module.__file__).read_text(encoding="utf-8"))
-    imported = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    } | {
-        node.module.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module
-    }
-    assert "aiohttp" not in imported
-    assert not any(name.startswith("aiocontainer.client") for name in _imported_modules(tree))
-
-
-def _imported_modules(tree: ast.AST) -> list[str]:
-    return [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+@pytest.mark.parametrize("module", WATCHER_MODULES)
+def test_the_watcher_modules_reach_the_platform_only_through_the_client(module: str) -> None:
+    path = Path(watcher_module.__file__).parent / module
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = list(ast.walk(tree))
+    imported = [alias.name for n in nodes if isinstance(n, ast.Import) for alias in n.names]
+    imported += [n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.module]
+    assert not any(name.split(".")[0] == "aiohttp" for name in imported)
+    assert not any(name.startswith("aiocontainer.client") for name in imported)
+    # Nothing imports the facade back: the pieces stand below it.
+    assert module == "watcher.py" or "aiocontainer.watcher" not in imported
 
 
 # -- edges ---------------------------------------------------------------------------------------
@@ -1194,25 +905,13 @@ async def test_stop_cuts_short_the_final_delivery_of_a_natural_end(ft: FakeTime)
 
     watcher.on_change(stuck)
     task = asyncio.create_task(watcher.run())
-    await ft.advance(1)
+    await ft.advance(100)
     assert not task.done()  # all terminal, but the change is not delivered yet
     watcher.stop()
-    await asyncio.wait_for(task, 1)
-
-
-async def test_delivery_halted_before_it_began_starts_again() -> None:
-    got: list[int] = []
-
-    async def deliver(item: int) -> None:
-        got.append(item)
-
-    box = watcher_module._Outbox(deliver, limit=5, on_overflow=got.append, name="test")
-    box.put(1, start=True)
-    await box.halt()  # cancelled before its first step: its body never ran
-    assert got == []
-    box.start()
-    await settle()
-    assert got == [1]
+    await ft.advance(0.009)
+    assert not task.done()  # stop() leaves it drain_timeout on the watcher's clock
+    await ft.advance(0.001)
+    assert task.done() and not watcher.running
 
 
 async def test_changes_survive_a_stop_with_no_drain_time(ft: FakeTime) -> None:

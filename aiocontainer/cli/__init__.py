@@ -20,9 +20,10 @@ from collections.abc import Sequence
 
 from aiocontainer.errors import AiocontainerError
 
-from ._config import resolve_token, setup_logging
-from ._exits import EXIT_API, EXIT_CODES, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from ._config import base_url_of, resolve_token, setup_logging
+from ._exits import EXIT_API, EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from ._options import CONNECTION_OPTIONS
+from ._output import StdoutClosed, error_line, silence_stdout, visible
 from ._parser import Command, build_parser
 
 __all__ = ["EXIT_CODES", "main"]
@@ -57,20 +58,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        if command.needs_rich:
+        if command.wants_rich(args):
             _require_rich()
         secret = None
         if command.connection:
-            secret = resolve_token(args)
+            from .regions import uses_credentials
+
+            secret = None if uses_credentials(args) else resolve_token(args)
         else:
             _refuse_connection_options(args, command)
         setup_logging(getattr(args, "verbose", 0) or 0, secret)
         return command.run(args)
+    except (StdoutClosed, BrokenPipeError):
+        # The reader went away (| head): what it wanted it has; end quietly.
+        silence_stdout()
+        return EXIT_OK
     except UsageError as exc:
-        print(f"aiocontainer: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print(f"aiocontainer: {visible(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     except AiocontainerError as exc:
-        print(f"aiocontainer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"aiocontainer: {error_line(None, exc, base_url=base_url_of(args))}", file=sys.stderr)
         return EXIT_API
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

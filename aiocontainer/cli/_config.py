@@ -6,11 +6,15 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from aiocontainer import AiocontainerError, ContainerClient, InvalidInstanceIdError
+from aiocontainer import (
+    AiocontainerError,
+    ContainerClient,
+    PermissionDeniedError,
+    TransportError,
+)
 from aiocontainer.cli._exits import UsageError
 
 
@@ -34,9 +38,14 @@ def resolve_token(args: argparse.Namespace) -> str:
         token = os.environ.get("AIOCONTAINER_TOKEN") or None
     if path:
         try:
-            token = Path(path).read_text(encoding="utf-8").strip()
+            token = Path(path).expanduser().read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise UsageError(f"cannot read the token file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"the token file {path} is not UTF-8 text: is it the right file? "
+                "It should hold the token alone, on one line"
+            ) from None
         if not token:
             raise UsageError(f"the token file {path} is empty")
         return token
@@ -48,9 +57,32 @@ def resolve_token(args: argparse.Namespace) -> str:
     return str(token).strip()
 
 
+def base_url_of(args: argparse.Namespace) -> str | None:
+    """The base URL from --base-url or AIOCONTAINER_BASE_URL."""
+    value = setting(args, "base_url", "AIOCONTAINER_BASE_URL")
+    return str(value) if value else None
+
+
+def give_up_hint(exc: BaseException, *, reached: bool, base_url: str | None) -> str | None:
+    """Why polling on cannot help, or None: a refused token, or a base URL never reached.
+
+    A refused token (10008) stays refused, whenever it comes. A transport failure ends the
+    command only before the platform ever answered; after that it is a blip, and polling goes on.
+    """
+    if isinstance(exc, PermissionDeniedError):
+        return (
+            "the platform refused the token (code 10008): check --token-file, --token, "
+            "AIOCONTAINER_TOKEN_FILE or AIOCONTAINER_TOKEN; a token expires, so fetch a fresh one"
+        )
+    if isinstance(exc, TransportError) and not reached:
+        where = base_url or "the base URL"
+        return f"cannot reach {where}: check --base-url or AIOCONTAINER_BASE_URL"
+    return None
+
+
 def make_client(args: argparse.Namespace) -> ContainerClient:
     """A ContainerClient from the command line and the environment."""
-    base_url = setting(args, "base_url", "AIOCONTAINER_BASE_URL")
+    base_url = base_url_of(args)
     if not base_url:
         raise UsageError(
             "no base URL: pass --base-url or set AIOCONTAINER_BASE_URL "
@@ -66,33 +98,6 @@ def make_client(args: argparse.Namespace) -> ContainerClient:
         return ContainerClient(base_url, token=token, **options)
     except (ValueError, AiocontainerError) as exc:
         raise UsageError(str(exc)) from None
-
-
-def read_ids(raw: Sequence[str], stdin: TextIO) -> list[str]:
-    """Expand '-' into the ids on stdin (one per line, blank lines and # comments skipped)."""
-    ids: list[str] = []
-    for item in raw:
-        if item == "-":
-            for line in stdin:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    ids.append(line)
-        else:
-            ids.append(item)
-    if not ids:
-        raise UsageError("no instance ids given")
-    return ids
-
-
-def check_ids(ids: Iterable[str]) -> None:
-    """Refuse the whole command if any id is invalid, before anything is sent."""
-    from aiocontainer._protocol import validate_instance_id
-
-    for instance_id in ids:
-        try:
-            validate_instance_id(instance_id)
-        except InvalidInstanceIdError as exc:
-            raise UsageError(str(exc)) from None
 
 
 class _Redact(logging.Filter):

@@ -100,6 +100,9 @@ def connection_options(*, request_timeout: bool = True) -> argparse.ArgumentPars
         metavar="N",
         help="requests in flight at once (default 32)",
     )
+    from aiocontainer.cli.regions import add_options as add_region_options
+
+    add_region_options(group)
     add_verbose(common)
     return common
 
@@ -111,4 +114,5 @@ def local_options() -> argparse.ArgumentParser:
     return common
 
 
-CONNECTION_OPTIONS = ("base_url", "token", "token_file", "timeout", "concurrency")
+CONNECTION_OPTIONS: tuple[str, ...] = ("base_url", "token", "token_file", "timeout", "concurrency")
+CONNECTION_OPTIONS += ("region", "profile", "auth_url", "platform_url")

@@ -9,7 +9,6 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from aiocontainer import ContainerClient
-from aiocontainer.cli._config import make_client
 from aiocontainer.cli._exits import EXIT_INTERRUPTED
 
 
@@ -26,6 +25,8 @@ async def interruptibly(coro: Awaitable[int]) -> int:
 
     def interrupt() -> None:
         nonlocal interrupted
+        if interrupted:
+            return  # already stopping: a second Ctrl-C must not cut the cleanup short
         interrupted = True
         task.cancel()
 
@@ -43,6 +44,10 @@ async def interruptibly(coro: Awaitable[int]) -> int:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+            if interrupted:
+                # Stopping already: later signals are ignored until the process exits, so the
+                # rest of the shutdown (the checkpoint's last write included) runs to its end.
+                signal.signal(signum, signal.SIG_IGN)
 
 
 def run_with_client(
@@ -51,7 +56,9 @@ def run_with_client(
     """Run ``body`` with a client made from the options, closed whatever happens."""
 
     async def with_client() -> int:
-        async with make_client(args) as client:
+        from aiocontainer.cli.regions import connect
+
+        async with connect(args) as client:
             return await body(client)
 
     return run_async(with_client())

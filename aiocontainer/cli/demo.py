@@ -6,9 +6,9 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from aiocontainer import ContainerClient, InstanceWatcher, StatusChange
+from aiocontainer import InstanceWatcher, StatusChange
 from aiocontainer.cli import _output
-from aiocontainer.cli._exits import EXIT_OK
+from aiocontainer.cli._exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from aiocontainer.cli._options import fraction, positive_float, positive_int
 from aiocontainer.cli._run import run_async
 
@@ -26,6 +26,7 @@ def register(commands: Commands) -> None:
         "base URL or token.",
         run=run,
         connection=False,
+        exit_codes=(EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED),
     )
     parser.add_argument(
         "--instances",
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def demo(args: argparse.Namespace) -> int:
     """The embedded simulator, watched live through the real client and watcher."""
+    from rich.text import Text
+
     from aiocontainer.simulator import Simulator
 
     out = _output.console(stderr=False)
@@ -83,8 +86,13 @@ async def demo(args: argparse.Namespace) -> int:
             f"{args.fault_rate:.0%} of requests faulted"
         )
         errors: dict[str, int] = {}
-        async with ContainerClient(
-            sim.base_url, token=sim.token, backoff_factor=0.05, backoff_max=0.5, timeout=2.0
+        from aiocontainer.cli.regions import simulator_client  # keys -> regions -> client
+
+        def say(text: str) -> None:
+            out.print(text, markup=False, highlight=False)
+
+        async with simulator_client(
+            sim, say, backoff_factor=0.05, backoff_max=0.5, timeout=2.0
         ) as client:
             watcher = InstanceWatcher(
                 client, sim.instance_ids, interval=args.interval, stop_when_all_terminal=True
@@ -92,13 +100,14 @@ async def demo(args: argparse.Namespace) -> int:
 
             @watcher.on_change
             def show(change: StatusChange) -> None:
-                stamp = f"{time.monotonic() - started:6.1f}s"
-                previous = _output.styled(change.previous) if change.previous else "·"
-                skipped = (
-                    f" [dim](passed {', '.join(change.skipped)})[/dim]" if change.skipped else ""
-                )
-                current = _output.styled(change.current)
-                out.print(f"{stamp}  {change.instance_id}  {previous} → {current}{skipped}")
+                line = Text(f"{time.monotonic() - started:6.1f}s  {change.instance_id}  ")
+                line.append_text(_output.status_cell(change.previous or "·"))
+                line.append(" → ")
+                line.append_text(_output.status_cell(change.current))
+                if change.skipped:
+                    passed = _output.visible(", ".join(change.skipped))
+                    line.append(f" (passed {passed})", style="dim")
+                out.print(line)
 
             @watcher.on_error
             def count_error(instance_id: str | None, exc: Exception) -> None:
@@ -112,9 +121,11 @@ async def demo(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for detail in final.values():
         counts[detail.status] = counts.get(detail.status, 0) + 1
-    out.print(
-        "outcome: " + ", ".join(f"{_output.styled(s)} {n}" for s, n in sorted(counts.items()))
-    )
+    outcome = Text("outcome: ")
+    for index, (status, count) in enumerate(sorted(counts.items())):
+        outcome.append_text(_output.status_cell(status))
+        outcome.append(f" {count}" + (", " if index < len(counts) - 1 else ""))
+    out.print(outcome)
     out.print(
         f"requests {stats.requests}, retries {stats.retries}, failed lookups {stats.failures}"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(errors.items()))})" if errors else "")

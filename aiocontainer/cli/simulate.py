@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from aiocontainer.cli._exits import UsageError
-from aiocontainer.simulator import DEFAULT_FAULT_MIX, FAULT_KINDS, Simulator
+from aiocontainer.simulator import DEFAULT_FAULT_MIX, DEFAULT_PAGE_CAP, FAULT_KINDS, Simulator
 
 if TYPE_CHECKING:
     from aiocontainer.cli._parser import Commands
@@ -32,7 +32,11 @@ def register(commands: Commands) -> None:
         run=run,
         connection=False,
         needs_rich=False,
-        exit_codes=(0, 1, 2),
+        exit_codes={
+            0: "stopped by Ctrl-C or SIGTERM",
+            1: "cannot listen on the address and port",
+            2: "usage error",
+        },
     )
     add_options(parser)
 
@@ -65,6 +69,31 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="seconds added to each answer, or LOW,HIGH for a random delay",
     )
     parser.add_argument("--retry-after", type=float, default=1, help="Retry-After of http_429")
+    parser.add_argument("--user", default="magic2", help="platform user name (default magic2)")
+    parser.add_argument(
+        "--access-key", help="the access key logins must use (default: generated at start)"
+    )
+    parser.add_argument(
+        "--secret-key", help="the secret key logins are signed with (default: generated)"
+    )
+    parser.add_argument(
+        "--page-cap",
+        type=int,
+        default=DEFAULT_PAGE_CAP,
+        help=f"most entries one list page holds, whatever limit asks (default {DEFAULT_PAGE_CAP})",
+    )
+    parser.add_argument(
+        "--churn",
+        type=int,
+        default=0,
+        help="instances created, and as many deleted, before each list page (default 0)",
+    )
+    parser.add_argument(
+        "--token-ttl",
+        type=float,
+        default=24 * 3600.0,
+        help="seconds an issued token stays valid (default 86400)",
+    )
 
 
 def _latency(text: str) -> tuple[float, float]:
@@ -91,6 +120,12 @@ def make_simulator(args: argparse.Namespace) -> Simulator:
             fault_kinds=[k for k in args.fault_kinds.split(",") if k],
             latency=args.latency,
             retry_after=args.retry_after,
+            user=args.user,
+            access_key=args.access_key,
+            secret_key=args.secret_key,
+            token_ttl=args.token_ttl,
+            page_cap=args.page_cap,
+            churn=args.churn,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -147,6 +182,8 @@ async def _serve_until_signalled(sim: Simulator, out: TextIO) -> None:
                 f"base_url: {sim.base_url}",
                 f"token: {sim.token}",
                 export,
+                *_login_lines(sim),
+                *_listing_lines(sim),
                 "Stop with Ctrl-C.",
                 sep="\n",
                 file=out,
@@ -156,3 +193,35 @@ async def _serve_until_signalled(sim: Simulator, out: TextIO) -> None:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+def _login_lines(sim: Simulator) -> list[str]:
+    """How to log in with keys: the user, the key pair, the regions and the hosts to use.
+
+    The simulator prints its own generated secret key on purpose, as it prints its token: both
+    exist only to be handed to a client under test.
+    """
+    regions = ", ".join(
+        f"{r.name} ({r.cluster_id}{'' if r.available else ', unavailable'})" for r in sim.regions
+    )
+    return [
+        f"user: {sim.user}",
+        f"access_key: {sim.access_key}",
+        f"secret_key: {sim.secret_key}",
+        f"regions: {regions}",
+        f"token, platform and AI hosts: {sim.url}",
+        f"export SCNET_USER={shlex.quote(sim.user)} "
+        f"SCNET_ACCESS_KEY={shlex.quote(sim.access_key)} "
+        f"SCNET_SECRET_KEY={shlex.quote(sim.secret_key)}",
+    ]
+
+
+def _listing_lines(sim: Simulator) -> list[str]:
+    """How to list the simulated instances: with the client, over HTTP, and the control view."""
+    return [
+        f"list its instances: aiocontainer list   (with the first export above; pages of at most "
+        f"{sim.page_cap}, churn {sim.churn} per page)",
+        f"  or: curl -H 'token: <token>' '{sim.url}/ai/openapi/v2/instance-service/task"
+        "?start=0&limit=100'",
+        f"ids and statuses (no token): curl {sim.url}/_sim/instances",
+    ]

@@ -1,0 +1,355 @@
+"""What a watcher knows of its instances, and how each poll's outcome changes it.
+
+Rule 1: a successful poll goes through ``_diff.advance``: the change it yields (if any) is
+        published, the waits on that id see the detail, and the checkpoint is marked dirty only
+        when the saved status or ``seq`` moved.
+Rule 2: a failed poll changes nothing that is known: the error is reported and only that id backs
+        off; ``gone_after`` "invalid parameter" answers in a row drop the id as gone.
+Rule 3: a client that raises something other than an ``AiocontainerError`` is a failed poll too;
+        its traceback is logged at ERROR.
+Rule 4: the checkpoint is saved by one task at a time, its file work in a worker thread; any
+        failure to save (not only ``OSError``) is reported and tried again later; polling goes on.
+Rule 5: an instance is keyed by its id in lower case (platform ids are lower-case hex), and the
+        changes emitted name it by that key, whatever id the answer's body holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Protocol
+
+import attrs
+
+from aiocontainer._checkpoint import CheckpointFile, write_states
+from aiocontainer._delivery import Delivery, log
+from aiocontainer._diff import advance
+from aiocontainer._lifecycle import Lifecycle, Phase
+from aiocontainer._rotation import Rotation
+from aiocontainer._schedule import Entry, SchedulePolicy, after_failure, after_success
+from aiocontainer._sweep import Listed, classify
+from aiocontainer._waits import WaitRegistry
+from aiocontainer.errors import (
+    AiocontainerError,
+    InstanceGoneError,
+    InvalidParameterError,
+    ResponseError,
+)
+from aiocontainer.models import InstanceDetail
+
+__all__ = ["PollingClient", "Tracker"]
+
+#: Runs a blocking call in a worker thread (replaceable in tests to run it inline).
+in_thread: Callable[..., Awaitable[None]] = asyncio.to_thread
+
+
+class PollingClient(Protocol):
+    """What the watcher needs of a client: ``ContainerClient`` fits, and so does a test fake."""
+
+    async def get_instance(self, instance_id: str) -> InstanceDetail:
+        """Return the current detail of one instance."""
+        ...
+
+
+def _refusal(instance_id: str, detail: InstanceDetail) -> ResponseError | None:
+    """Why a detail cannot be taken as an observation, or None when it can.
+
+    A status that is not valid text (a lone surrogate) could be neither saved nor compared
+    reliably; it is a bad answer, like a body that does not parse.
+    """
+    try:
+        detail.status.encode("utf-8")
+    except UnicodeEncodeError:
+        return ResponseError("the status is not valid text", instance_id=instance_id)
+    return None
+
+
+class Passes(Protocol):
+    """The list sweep, as the tracker starts and stops it."""
+
+    def ensure(self) -> None:
+        """Start the passes unless they run."""
+        ...
+
+    async def halt(self) -> None:
+        """Cancel the passes and wait until they are gone."""
+        ...
+
+
+class Tracker:
+    """The watched entries, their rotation, and what each poll's outcome does to them."""
+
+    def __init__(
+        self,
+        client: PollingClient,
+        policy: SchedulePolicy,
+        *,
+        concurrency: int,
+        emit_initial: bool,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        rand: Callable[[], float],
+        now: Callable[[], datetime],
+        life: Lifecycle,
+        delivery: Delivery,
+        waits: WaitRegistry,
+        checkpoint: CheckpointFile | None,
+        on_settled: Callable[[], None],
+    ) -> None:
+        self._client = client
+        self.policy = self._policy = policy
+        self.clock = clock
+        self.sleep = sleep
+        self._slots = asyncio.Semaphore(concurrency)
+        self._emit_initial = emit_initial
+        self._clock = clock
+        self._now = now
+        self._life = life
+        self._delivery = delivery
+        self._waits = waits
+        self.checkpoint = checkpoint
+        self._on_settled = on_settled
+        self._saving: asyncio.Task[None] | None = None
+        #: Ids not yet seen terminal; when it empties, every watched id is terminal.
+        self.unsettled: set[str] = set()
+        #: While a list sweep observes the watched ids, the rotation polls only waited ones.
+        self.sweeping = False
+        #: Every instance the list shows is watched (``watch_all``).
+        self.watch_all = False
+        #: The list sweep, when the client can list and the sweep mode allows it.
+        self.sweeper: Passes | None = None
+        self.rotation: Rotation[InstanceDetail | Exception] = Rotation(
+            policy,
+            clock=clock,
+            sleep=sleep,
+            rand=rand,
+            fetch=self._fetch,
+            apply=self._apply,
+            wanted=self._wanted,
+            tick=self.maybe_save,
+        )
+
+    @property
+    def entries(self) -> Mapping[str, Entry]:
+        """The watched entries by id, in the order they were added."""
+        return self.rotation.entries
+
+    def snapshot(self) -> Mapping[str, InstanceDetail]:
+        """The last detail seen of each watched id that has been polled successfully."""
+        return types.MappingProxyType(
+            {
+                instance_id: entry.state.detail
+                for instance_id, entry in self.rotation.entries.items()
+                if entry.state is not None and entry.state.detail is not None
+            }
+        )
+
+    # -- what is watched -----------------------------------------------------------------------
+
+    def add(self, ids: Iterable[str]) -> None:
+        """Watch ids not watched yet, starting from their checkpointed state if there is one."""
+        carried = {} if self.checkpoint is None else self.checkpoint.carried
+        for entry in self.rotation.add(ids, lambda i: carried.pop(i, None)):
+            self.unsettled.add(entry.instance_id)
+
+    def remove(self, instance_id: str) -> None:
+        """Stop watching one id and forget it, in the checkpoint too; ends its waits."""
+        checkpoint = self.checkpoint
+        if checkpoint is not None and checkpoint.carried.pop(instance_id, None) is not None:
+            checkpoint.mark_dirty()
+        entry = self.rotation.entries.get(instance_id)
+        if entry is not None:
+            self._forget(entry)
+            self._waits.end(instance_id, why="was removed from the watch")
+
+    def _forget(self, entry: Entry) -> None:
+        self.rotation.discard(entry)
+        self.unsettled.discard(entry.instance_id)
+        if self.checkpoint is not None:
+            self.checkpoint.mark_dirty()
+
+    # -- polls and their outcomes --------------------------------------------------------------
+
+    def _wanted(self, entry: Entry) -> bool:
+        """Whether this id is polled at all now; dormant and unwanted ids cost no wake-up."""
+        if entry.instance_id in self._waits:
+            return True
+        return self._life.phase is Phase.RUNNING and not entry.dormant and not self.sweeping
+
+    def due_count(self) -> int:
+        """How many ids a round of the rotation would poll by detail (the dormant ones not)."""
+        return sum(1 for entry in self.rotation.entries.values() if not entry.dormant)
+
+    def report_failure(self, instance_id: str | None, exc: Exception) -> None:
+        """Hand an error met outside a poll (a list page, an entry) to ``on_error``."""
+        self._delivery.report(instance_id, exc)
+
+    # -- what a list sweep saw -----------------------------------------------------------------
+
+    def listed(self, detail: InstanceDetail, *, initial: bool) -> None:
+        """Take in an entry a list page showed (``initial``: during the first pass).
+
+        An unknown id is the first observation of an instance new to ``watch_all``, reported
+        even without ``emit_initial`` once the first pass is over; a known status is an
+        observation and nothing more; a different one is confirmed by a detail lookup.
+        """
+        key = detail.id.lower()
+        entry = self.rotation.entries.get(key)
+        if entry is None:
+            if not self.watch_all:
+                return
+            self.add([key])
+            entry = self.rotation.entries[key]
+            if entry.state is None:
+                self._apply(entry, detail, emit_initial=self._emit_initial or not initial)
+                return
+        seen = classify(entry.state, detail)
+        if seen is Listed.FIRST:
+            self._apply(entry, detail)
+        elif seen is Listed.SAME and entry.state is not None:
+            entry.state = attrs.evolve(entry.state, detail=detail)
+            after_success(entry, self._policy, terminal=detail.is_terminal)
+            self._waits.observe(key, detail)
+        else:
+            self.look_up(key)
+
+    def look_up(self, instance_id: str) -> None:
+        """Poll one id by detail now, unless a poll of it is in flight (or it is not watched)."""
+        entry = self.rotation.entries.get(instance_id.lower())
+        if entry is None and self.watch_all:
+            self.add([instance_id.lower()])
+            entry = self.rotation.entries[instance_id.lower()]
+        if entry is not None and entry.poll is None:
+            self.rotation.launch(entry)
+
+    async def _fetch(self, instance_id: str) -> InstanceDetail | Exception:
+        try:
+            async with self._slots:
+                return await self._client.get_instance(instance_id)
+        except AiocontainerError as exc:
+            return exc
+        except Exception as exc:
+            # A bug in the client, not a failed lookup: keep its traceback, keep watching.
+            log.error(
+                "polling instance %s raised %s, which is not an AiocontainerError",
+                instance_id,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            return exc
+
+    def _apply(
+        self,
+        entry: Entry,
+        outcome: InstanceDetail | Exception,
+        *,
+        emit_initial: bool | None = None,
+    ) -> None:
+        if isinstance(outcome, InstanceDetail):
+            refused = _refusal(entry.instance_id, outcome)
+            if refused is None:
+                self._observed(entry, outcome, emit_initial=emit_initial)
+                return
+            outcome = refused
+        self._failed(entry, outcome)
+
+    def _observed(
+        self, entry: Entry, detail: InstanceDetail, *, emit_initial: bool | None = None
+    ) -> None:
+        before = entry.state
+        entry.state, change = advance(
+            before,
+            detail,
+            observed_at=self._now(),
+            emit_initial=self._emit_initial if emit_initial is None else emit_initial,
+            instance_id=entry.instance_id,
+        )
+        after_success(entry, self._policy, terminal=detail.is_terminal)
+        if detail.is_terminal:
+            self.unsettled.discard(entry.instance_id)
+        else:
+            self.unsettled.add(entry.instance_id)
+        moved = before is None or (before.status, before.seq) != (detail.status, entry.state.seq)
+        if moved and self.checkpoint is not None:
+            self.checkpoint.mark_dirty()
+        if change is not None:
+            self._delivery.publish(change)
+        self._waits.observe(entry.instance_id, detail)
+        self._on_settled()
+
+    def _failed(self, entry: Entry, exc: Exception) -> None:
+        if after_failure(entry, self._policy, invalid=isinstance(exc, InvalidParameterError)):
+            gone = InstanceGoneError(entry.instance_id, attempts=entry.invalid)
+            gone.__cause__ = exc
+            self._forget(entry)
+            self._waits.end(entry.instance_id, gone)
+            self._delivery.report(entry.instance_id, gone)
+            self._on_settled()
+            return
+        self._delivery.report(entry.instance_id, exc)
+
+    # -- checkpoint ----------------------------------------------------------------------------
+
+    def claim(self) -> None:
+        """Lock the checkpoint for this watcher; ``CheckpointLockedError`` if another has it.
+
+        A file another watcher wrote since it was read is read again, so its records are kept:
+        those of ids not watched here, and those of watched ids not observed here yet.
+        """
+        checkpoint = self.checkpoint
+        if checkpoint is None or checkpoint.lock.held:
+            return
+        checkpoint.lock.acquire()
+        newer = checkpoint.newer()
+        for instance_id, state in (newer or {}).items():
+            entry = self.rotation.entries.get(instance_id)
+            if entry is None:
+                checkpoint.carried[instance_id] = state
+            elif entry.state is None or entry.state.detail is None:
+                entry.state = state
+
+    def release(self) -> None:
+        """Let another watcher use the checkpoint (this one has saved and stopped)."""
+        if self.checkpoint is not None:
+            self.checkpoint.lock.release()
+
+    def maybe_save(self) -> None:
+        """Start a save if one is due and none is under way."""
+        checkpoint = self.checkpoint
+        if checkpoint is None or self._saving is not None:
+            return
+        if checkpoint.due(self._clock(), every=self._policy.interval):
+            self._saving = asyncio.get_running_loop().create_task(self._save(checkpoint))
+
+    async def _save(self, checkpoint: CheckpointFile) -> None:
+        try:
+            watched = [(i, e.state) for i, e in self.rotation.entries.items()]
+            states = checkpoint.take(watched, now=self._clock())
+            await in_thread(write_states, checkpoint.path, states)
+        except Exception as exc:  # any failure to save: reported, retried, polling goes on
+            checkpoint.failed()
+            self._delivery.report(None, exc)
+        finally:
+            self._saving = None
+
+    async def flush(self) -> None:
+        """Let a save under way finish, then save what is still dirty."""
+        if self._saving is not None:
+            await asyncio.gather(asyncio.shield(self._saving), return_exceptions=True)
+        if self.checkpoint is not None and self.checkpoint.dirty and self._saving is None:
+            await self._save(self.checkpoint)
+
+    def start(self, *, sweep: bool) -> None:
+        """Start the rotation, and the list sweep with ``sweep`` (only while running)."""
+        self.rotation.ensure()
+        if sweep and self.sweeper is not None:
+            self.sweeper.ensure()
+
+    async def halt(self) -> None:
+        """Stop the sweep, the rotation and every poll, then bring the checkpoint up to date."""
+        if self.sweeper is not None:
+            await self.sweeper.halt()
+        await self.rotation.halt()
+        await self.flush()
