@@ -94,3 +94,24 @@ def test_the_sdist_carries_the_whole_test_tree_and_the_examples(tmp_path: Path) 
     assert expected <= names, sorted(expected - names)
     assert "tests/conftest.py" in names and "tests/samples/seed_detail.json" in names
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
+
+
+def test_the_version_is_read_without_importing_the_package() -> None:
+    """The backend must find the version as a literal: importing the package needs aiohttp."""
+    import ast
+
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    match = re.search(r'^version = \{ attr = "([\w.]+)" \}', pyproject, re.MULTILINE)
+    assert match is not None
+    module, _, name = match[1].rpartition(".")
+    source = ROOT / (module.replace(".", "/") + ".py")
+    literals = {
+        target.id: node.value.value
+        for node in ast.parse(source.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    import aiocontainer
+
+    assert literals[name] == aiocontainer.__version__
