@@ -91,6 +91,8 @@ def _nesting_depth(data: bytes) -> int:
 
 
 def _check_depth(data: bytes) -> None:
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return  # too few brackets, even counting those inside strings: the common small body
     depth = _nesting_depth(data)
     if depth > MAX_DEPTH:
         raise JSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
