@@ -22,6 +22,7 @@ from typing import Protocol
 from aiocontainer._checkpoint import CheckpointFile, write_states
 from aiocontainer._delivery import Delivery, log
 from aiocontainer._diff import advance
+from aiocontainer._health import HealthMonitor
 from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._rotation import Rotation
 from aiocontainer._schedule import Entry, SchedulePolicy, after_failure, after_success
@@ -62,6 +63,7 @@ class Tracker:
         waits: WaitRegistry,
         checkpoint: CheckpointFile | None,
         on_settled: Callable[[], None],
+        health: HealthMonitor,
     ) -> None:
         self._client = client
         self._policy = policy
@@ -74,6 +76,7 @@ class Tracker:
         self._waits = waits
         self.checkpoint = checkpoint
         self._on_settled = on_settled
+        self.health = health
         self._saving: asyncio.Task[None] | None = None
         #: Ids not yet seen terminal; when it empties, every watched id is terminal.
         self.unsettled: set[str] = set()
@@ -85,7 +88,7 @@ class Tracker:
             fetch=self._fetch,
             apply=self._apply,
             wanted=self._wanted,
-            tick=self.maybe_save,
+            tick=self._tick,
         )
 
     @property
@@ -108,8 +111,10 @@ class Tracker:
     def add(self, ids: Iterable[str]) -> None:
         """Watch ids not watched yet, starting from their checkpointed state if there is one."""
         carried = {} if self.checkpoint is None else self.checkpoint.carried
-        for entry in self.rotation.add(ids, lambda i: carried.pop(i, None)):
+        fresh = self.rotation.add(ids, lambda i: carried.pop(i, None))
+        for entry in fresh:
             self.unsettled.add(entry.instance_id)
+        self.health.added(entry.instance_id for entry in fresh)
 
     def remove(self, instance_id: str) -> None:
         """Stop watching one id and forget it, in the checkpoint too; ends its waits."""
@@ -124,6 +129,7 @@ class Tracker:
     def _forget(self, entry: Entry) -> None:
         self.rotation.discard(entry)
         self.unsettled.discard(entry.instance_id)
+        self.health.forgotten(entry.instance_id)
         if self.checkpoint is not None:
             self.checkpoint.mark_dirty()
 
@@ -136,6 +142,7 @@ class Tracker:
         return self._life.phase is Phase.RUNNING and not entry.dormant
 
     async def _fetch(self, instance_id: str) -> InstanceDetail | Exception:
+        self.health.polled(instance_id)
         try:
             async with self._slots:
                 return await self._client.get_instance(instance_id)
@@ -159,8 +166,12 @@ class Tracker:
 
     def _observed(self, entry: Entry, detail: InstanceDetail) -> None:
         before = entry.state
+        observed_at = self._now()
         entry.state, change = advance(
-            before, detail, observed_at=self._now(), emit_initial=self._emit_initial
+            before, detail, observed_at=observed_at, emit_initial=self._emit_initial
+        )
+        self.health.observed(
+            entry.instance_id, at=observed_at, status=detail.status, terminal=detail.is_terminal
         )
         after_success(entry, self._policy, terminal=detail.is_terminal)
         if detail.is_terminal:
@@ -187,6 +198,11 @@ class Tracker:
         self._delivery.report(entry.instance_id, exc)
 
     # -- checkpoint ----------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.maybe_save()
+        if self._life.phase is Phase.RUNNING:
+            self.health.check()
 
     def maybe_save(self) -> None:
         """Start a save if one is due and none is under way."""

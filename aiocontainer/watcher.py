@@ -37,6 +37,8 @@ from aiocontainer._delivery import (
     ErrorCallback,
     Statuses,
 )
+from aiocontainer._health import HealthMonitor
+from aiocontainer._health_view import HealthView
 from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._protocol import require, validate_instance_id
 from aiocontainer._schedule import COALESCE as _COALESCE
@@ -66,7 +68,7 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class InstanceWatcher:
+class InstanceWatcher(HealthView):
     """Poll instances through a client and report each status change once, in order.
 
     Use ``async with watcher:`` to watch in the background while a block runs, or
@@ -92,7 +94,8 @@ class InstanceWatcher:
     at most once per interval and at every stop; a new watcher on that path reports only what
     changed meanwhile (see the README for the format and the corner cases).
 
-    ``clock``, ``sleep``, ``rand`` (jitter) and ``now`` (``observed_at``) can be injected.
+    ``clock``, ``sleep``, ``rand`` (jitter) and ``now`` (``observed_at``) can be injected;
+    ``stale_after``: see ``HealthView``.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class InstanceWatcher:
         concurrency: int | None = None,
         jitter: float = 0.1,
         drain_timeout: float = 1.0,
+        stale_after: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -141,6 +145,15 @@ class InstanceWatcher:
         self._nudge = asyncio.Event()
         self._background: asyncio.Task[None] | None = None
         self._delivery = Delivery(queue_size=queue_size)
+        self._health = HealthMonitor(
+            stale_after=stale_after,
+            interval=policy.interval,
+            clock=clock,
+            report=self._delivery.report,
+            entries=lambda: self._tracker.entries.values(),
+            queue_depths=self._delivery.queue_depths,
+        )
+        self._delivery.counters = self._health.counters
         self._waits = WaitRegistry()
         self._tracker = Tracker(
             client,
@@ -156,6 +169,7 @@ class InstanceWatcher:
             waits=self._waits,
             checkpoint=None if checkpoint is None else CheckpointFile(checkpoint),
             on_settled=self._check_finished,
+            health=self._health,
         )
         self._tracker.add(wanted)
 
@@ -299,6 +313,7 @@ class InstanceWatcher:
             raise RuntimeError("this watcher is already running")
         self._life.move(Phase.RUNNING)
         self._nudge = asyncio.Event()
+        self._health.restart()
 
     async def _watch(self) -> None:
         nudge = self._nudge
