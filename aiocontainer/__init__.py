@@ -9,6 +9,7 @@ Look up one instance, look up thousands at once, or watch them change status::
 import logging as _logging
 
 from aiocontainer._health import HealthReport, InstanceHealth, WatcherStats
+from aiocontainer._paging import ListPage
 from aiocontainer._version import __version__
 from aiocontainer.auth import Credentials, Region, ScnetAuth
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
@@ -18,6 +19,8 @@ from aiocontainer.errors import (
     ApiError,
     AuthError,
     ChangesDroppedError,
+    CheckpointError,
+    CheckpointLockedError,
     ClientClosedError,
     ConnectionInterruptedApiError,
     CredentialsError,
@@ -30,6 +33,7 @@ from aiocontainer.errors import (
     InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
+    ListEntryError,
     LoginError,
     MissingParameterError,
     PermissionDeniedError,
@@ -57,6 +61,8 @@ __all__ = [
     "AuthError",
     "ChangeStream",
     "ChangesDroppedError",
+    "CheckpointError",
+    "CheckpointLockedError",
     "ClientClosedError",
     "ClientStats",
     "ConnectionInterruptedApiError",
@@ -77,6 +83,8 @@ __all__ = [
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",
+    "ListEntryError",
+    "ListPage",
     "LoginError",
     "MissingParameterError",
     "MountInfo",

@@ -6,7 +6,12 @@ Rule 1: no asyncio here. ``CheckpointFile.take`` runs on the event loop and only
 Rule 2: a reader sees the old file or the new one, never half of one: a temporary file in the same
         directory is written, synced and renamed over the old one.
 Rule 3: a checkpoint that is missing or cannot be read is logged at WARNING and the watcher starts
-        fresh; reading one never raises.
+        fresh; reading one never raises. A record that is bad on its own is skipped with a
+        warning and never costs the others. Parsing goes through ``_json`` (bounded depth).
+Rule 4: whatever the watcher holds is written so that it reads back equal: the file is ASCII with
+        every string escaped (an empty status included), and ids are keyed in lower case. (The
+        watcher never holds a status that is not valid text: it refuses one as a bad answer.)
+Rule 5: an advisory lock beside the file keeps a second watcher off it (POSIX only).
 """
 
 from __future__ import annotations
@@ -20,13 +25,21 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from aiocontainer._diff import Snapshot
+from aiocontainer._json import JSONError
+from aiocontainer._json import loads as json_loads
 from aiocontainer._protocol import validate_instance_id
-from aiocontainer.errors import InvalidInstanceIdError
+from aiocontainer.errors import CheckpointError, CheckpointLockedError, InvalidInstanceIdError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory lock
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "CheckpointFile",
+    "CheckpointLock",
     "States",
     "encode",
     "load",
@@ -51,10 +64,27 @@ class CheckpointFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        self._seen = self._identity()
         #: Checkpointed ids that are not watched: kept in the file, used if they are added later.
         self.carried: dict[str, Snapshot] = load(self.path)
         self.dirty = False
         self.saved_at: float | None = None
+        self.lock = CheckpointLock(self.path)
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def newer(self) -> dict[str, Snapshot] | None:
+        """The file's states if another writer replaced it since it was read, else None."""
+        identity = self._identity()
+        if identity is None or identity == self._seen:
+            return None
+        self._seen = identity
+        return load(self.path)
 
     def mark_dirty(self) -> None:
         """Something to be saved has changed."""
@@ -127,7 +157,10 @@ def write_atomically(path: str, data: bytes) -> None:
 
 
 def load(path: str) -> dict[str, Snapshot]:
-    """The states in a checkpoint; a missing or unreadable file logs a warning and gives none."""
+    """The states in a checkpoint; a missing or unusable file logs a warning and gives none.
+
+    Records that are not valid on their own are skipped with one warning; the others are kept.
+    """
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
@@ -138,30 +171,111 @@ def load(path: str) -> dict[str, Snapshot]:
         _log.warning("checkpoint %s cannot be read (%s); starting fresh", path, exc)
         return {}
     try:
-        return parse(raw)
-    except (ValueError, TypeError, KeyError, InvalidInstanceIdError) as exc:
+        states, skipped = parse(raw, path=path)
+    except CheckpointError as exc:
         _log.warning("checkpoint %s is corrupt (%s); starting fresh", path, exc)
         return {}
-
-
-def parse(raw: bytes) -> dict[str, Snapshot]:
-    """The states in a checkpoint's bytes; raises on anything that is not a valid checkpoint."""
-    document = json.loads(raw)
-    if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError("not a watcher checkpoint")
-    if document.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"unsupported checkpoint version {document.get('version')!r}")
-    instances = document["instances"]
-    if not isinstance(instances, dict):
-        raise TypeError("instances is not an object")
-    states: dict[str, Snapshot] = {}
-    for instance_id, record in instances.items():
-        validate_instance_id(instance_id)
-        status = record["status"]
-        seq = record["seq"]
-        if not isinstance(status, str) or not status:
-            raise TypeError(f"status of {instance_id} is not a non-empty string")
-        if type(seq) is not int or seq < 0:
-            raise TypeError(f"seq of {instance_id} is not a non-negative integer")
-        states[instance_id] = Snapshot(status=status, seq=seq)
+    if skipped:
+        _log.warning(
+            "checkpoint %s: %d corrupt record(s) skipped, %d kept (first: %s)",
+            path,
+            len(skipped),
+            len(states),
+            skipped[0],
+        )
     return states
+
+
+def parse(raw: bytes, *, path: str = "<checkpoint>") -> tuple[dict[str, Snapshot], list[str]]:
+    """The states in a checkpoint's bytes and why each skipped record was skipped.
+
+    Raises ``CheckpointError`` when the document as a whole is not a checkpoint (bad JSON, too
+    deep, wrong format or version); never any other exception. Ids are keyed in lower case;
+    when two records name one id in different cases, the one with the higher ``seq`` wins.
+    """
+    try:
+        document = json_loads(raw)
+    except JSONError as exc:
+        raise CheckpointError(f"not JSON: {exc}", path=path) from None
+    if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError("not a watcher checkpoint", path=path)
+    version = document.get("version")
+    if type(version) is not int or version != CHECKPOINT_VERSION:
+        raise CheckpointError("unsupported checkpoint version", path=path)
+    instances = document.get("instances")
+    if not isinstance(instances, dict):
+        raise CheckpointError("instances is not an object", path=path)
+    states: dict[str, Snapshot] = {}
+    skipped: list[str] = []
+    for instance_id, record in instances.items():
+        problem = _record_problem(instance_id, record)
+        if problem is not None:
+            skipped.append(problem)
+            continue
+        key = instance_id.lower()
+        state = Snapshot(status=record["status"], seq=record["seq"])
+        known = states.get(key)
+        if known is None or state.seq > known.seq:
+            states[key] = state
+    return states, skipped
+
+
+def _record_problem(instance_id: str, record: object) -> str | None:
+    """Why one record cannot be used, or None when it can."""
+    try:
+        validate_instance_id(instance_id)
+    except InvalidInstanceIdError:
+        return "an id that is not a valid instance id"
+    if not isinstance(record, dict):
+        return f"the record of {instance_id} is not an object"
+    status = record.get("status")
+    seq = record.get("seq")
+    if not isinstance(status, str):
+        return f"the status of {instance_id} is not a string"
+    if type(seq) is not int or seq < 0:
+        return f"the seq of {instance_id} is not a non-negative integer"
+    return None
+
+
+class CheckpointLock:
+    """An advisory lock beside a checkpoint (``<path>.lock``), so two watchers never share one.
+
+    It uses ``fcntl.flock`` on POSIX. Where ``fcntl`` does not exist (Windows) nothing is locked
+    and two watchers on one file are not detected. The lock file is left in place: removing it
+    would race with a watcher about to lock it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path + ".lock"
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this watcher holds the lock."""
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise ``CheckpointLockedError`` if another watcher holds it."""
+        if self._fd is not None or fcntl is None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            # The checkpoint cannot be written either; each save will report that.
+            _log.warning("checkpoint lock %s cannot be created (%s); not locked", self.path, exc)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise CheckpointLockedError(
+                f"checkpoint {self.path[:-5]} is in use by another watcher (locked: {self.path})",
+                path=self.path[:-5],
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let another watcher take the lock."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock

@@ -127,6 +127,9 @@ class Outbox(Generic[_T]):
         self._name = name
         self._items: deque[_T] = deque()
         self.task: asyncio.Task[None] | None = None
+        # Set when delivery was halted from inside this outbox's own task (a callback that
+        # ended the last wait): the task finishes its item, then stops instead of going on.
+        self._halted = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -147,25 +150,33 @@ class Outbox(Generic[_T]):
 
     def start(self) -> None:
         """Start the delivery task if there is something to deliver and none runs."""
+        self._halted = False
         if (self.task is None or self.task.done()) and self._items:
             self.task = asyncio.get_running_loop().create_task(self._drain(), name=self._name)
 
     @property
     def busy(self) -> bool:
-        """Whether a delivery task is running."""
-        return self.task is not None and not self.task.done()
+        """Whether a delivery task other than the caller's own is running."""
+        task = self.task
+        return task is not None and not task.done() and task is not asyncio.current_task()
 
     async def _drain(self) -> None:
         try:
-            while self._items:
+            while self._items and not self._halted:
                 await self._deliver(self._items.popleft())
         finally:
             self.task = None
 
     async def halt(self) -> None:
-        """Cancel delivery; what is still queued stays queued for the next start."""
+        """Cancel delivery; what is still queued stays queued for the next start.
+
+        Called from the delivery task itself (its callback ended the last wait), it cannot wait
+        for itself: that task stops after its current item instead.
+        """
         task = self.task
-        if task is not None:
+        if task is asyncio.current_task():
+            self._halted = True
+        elif task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             if self.task is task:
@@ -261,6 +272,13 @@ class Delivery:
         self._streams: weakref.WeakSet[ChangeStream] = weakref.WeakSet()
         #: Counts what is published and reported, for the watcher's health and stats.
         self.counters: WatchCounters | None = None
+
+    def limit(self, queue_size: int | None) -> int:
+        """A consumer's queue size: its own, else the watcher's."""
+        limit = self.queue_size if queue_size is None else queue_size
+        if limit < 1:
+            raise ValueError("queue_size must be at least 1")
+        return limit
 
     def subscribe(self, callback: ChangeCallback, wants: ChangeFilter, *, limit: int) -> None:
         """Deliver the changes ``wants`` to ``callback`` from a queue of ``limit``."""

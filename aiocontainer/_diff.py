@@ -67,13 +67,20 @@ def skipped_between(previous: str | None, current: str) -> tuple[str, ...]:
 
 
 def diff(
-    previous: Snapshot | None, detail: InstanceDetail, *, observed_at: _dt.datetime
+    previous: Snapshot | None,
+    detail: InstanceDetail,
+    *,
+    observed_at: _dt.datetime,
+    instance_id: str | None = None,
 ) -> StatusChange | None:
-    """The change from the last known state to ``detail``, or None when the status is the same."""
+    """The change from the last known state to ``detail``, or None when the status is the same.
+
+    The change names ``instance_id`` (the id the caller watches) when given, else ``detail.id``.
+    """
     if previous is not None and previous.status == detail.status:
         return None
     return StatusChange(
-        instance_id=detail.id,
+        instance_id=detail.id if instance_id is None else instance_id,
         previous=None if previous is None else previous.status,
         current=detail.status,
         detail=detail,
@@ -89,10 +96,11 @@ def advance(
     *,
     observed_at: _dt.datetime,
     emit_initial: bool = True,
+    instance_id: str | None = None,
 ) -> tuple[Snapshot, StatusChange | None]:
     """The new state after observing ``detail``, and the change to emit, if any."""
     if previous is None and not emit_initial:
         return Snapshot(status=detail.status, seq=0, detail=detail), None
-    change = diff(previous, detail, observed_at=observed_at)
+    change = diff(previous, detail, observed_at=observed_at, instance_id=instance_id)
     seq = change.seq if change is not None else previous.seq if previous is not None else 0
     return Snapshot(status=detail.status, seq=seq, detail=detail), change

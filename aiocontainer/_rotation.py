@@ -58,6 +58,11 @@ class Rotation(Generic[_O]):
     def __len__(self) -> int:
         return len(self.entries)
 
+    @property
+    def places(self) -> int:
+        """Places in the visiting queue, stale ones included (bounded by twice the entries)."""
+        return len(self._order)
+
     # -- what is in it -------------------------------------------------------------------------
 
     def add(self, ids: Iterable[str], known: Callable[[str], Snapshot | None]) -> list[Entry]:

@@ -8,7 +8,9 @@ Rule 2: a failed poll changes nothing that is known: the error is reported and o
 Rule 3: a client that raises something other than an ``AiocontainerError`` is a failed poll too;
         its traceback is logged at ERROR.
 Rule 4: the checkpoint is saved by one task at a time, its file work in a worker thread; any
-        failure to save is reported and the save is tried again later (polling goes on).
+        failure to save (not only ``OSError``) is reported and tried again later; polling goes on.
+Rule 5: an instance is keyed by its id in lower case (platform ids are lower-case hex), and the
+        changes emitted name it by that key, whatever id the answer's body holds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Protocol
 
+import attrs
+
 from aiocontainer._checkpoint import CheckpointFile, write_states
 from aiocontainer._delivery import Delivery, log
 from aiocontainer._diff import advance
@@ -26,8 +30,14 @@ from aiocontainer._health import HealthMonitor
 from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._rotation import Rotation
 from aiocontainer._schedule import Entry, SchedulePolicy, after_failure, after_success
+from aiocontainer._sweep import Listed, classify
 from aiocontainer._waits import WaitRegistry
-from aiocontainer.errors import AiocontainerError, InstanceGoneError, InvalidParameterError
+from aiocontainer.errors import (
+    AiocontainerError,
+    InstanceGoneError,
+    InvalidParameterError,
+    ResponseError,
+)
 from aiocontainer.models import InstanceDetail
 
 __all__ = ["PollingClient", "Tracker"]
@@ -41,6 +51,31 @@ class PollingClient(Protocol):
 
     async def get_instance(self, instance_id: str) -> InstanceDetail:
         """Return the current detail of one instance."""
+        ...
+
+
+def _refusal(instance_id: str, detail: InstanceDetail) -> ResponseError | None:
+    """Why a detail cannot be taken as an observation, or None when it can.
+
+    A status that is not valid text (a lone surrogate) could be neither saved nor compared
+    reliably; it is a bad answer, like a body that does not parse.
+    """
+    try:
+        detail.status.encode("utf-8")
+    except UnicodeEncodeError:
+        return ResponseError("the status is not valid text", instance_id=instance_id)
+    return None
+
+
+class Passes(Protocol):
+    """The list sweep, as the tracker starts and stops it."""
+
+    def ensure(self) -> None:
+        """Start the passes unless they run."""
+        ...
+
+    async def halt(self) -> None:
+        """Cancel the passes and wait until they are gone."""
         ...
 
 
@@ -66,7 +101,9 @@ class Tracker:
         health: HealthMonitor,
     ) -> None:
         self._client = client
-        self._policy = policy
+        self.policy = self._policy = policy
+        self.clock = clock
+        self.sleep = sleep
         self._slots = asyncio.Semaphore(concurrency)
         self._emit_initial = emit_initial
         self._clock = clock
@@ -80,6 +117,12 @@ class Tracker:
         self._saving: asyncio.Task[None] | None = None
         #: Ids not yet seen terminal; when it empties, every watched id is terminal.
         self.unsettled: set[str] = set()
+        #: While a list sweep observes the watched ids, the rotation polls only waited ones.
+        self.sweeping = False
+        #: Every instance the list shows is watched (``watch_all``).
+        self.watch_all = False
+        #: The list sweep, when the client can list and the sweep mode allows it.
+        self.sweeper: Passes | None = None
         self.rotation: Rotation[InstanceDetail | Exception] = Rotation(
             policy,
             clock=clock,
@@ -139,7 +182,55 @@ class Tracker:
         """Whether this id is polled at all now; dormant and unwanted ids cost no wake-up."""
         if entry.instance_id in self._waits:
             return True
-        return self._life.phase is Phase.RUNNING and not entry.dormant
+        return self._life.phase is Phase.RUNNING and not entry.dormant and not self.sweeping
+
+    def due_count(self) -> int:
+        """How many ids a round of the rotation would poll by detail (the dormant ones not)."""
+        return sum(1 for entry in self.rotation.entries.values() if not entry.dormant)
+
+    def report_failure(self, instance_id: str | None, exc: Exception) -> None:
+        """Hand an error met outside a poll (a list page, an entry) to ``on_error``."""
+        self._delivery.report(instance_id, exc)
+
+    # -- what a list sweep saw -----------------------------------------------------------------
+
+    def listed(self, detail: InstanceDetail, *, initial: bool) -> None:
+        """Take in an entry a list page showed (``initial``: during the first pass).
+
+        An unknown id is the first observation of an instance new to ``watch_all``, reported
+        even without ``emit_initial`` once the first pass is over; a known status is an
+        observation and nothing more; a different one is confirmed by a detail lookup.
+        """
+        key = detail.id.lower()
+        entry = self.rotation.entries.get(key)
+        if entry is None:
+            if not self.watch_all:
+                return
+            self.add([key])
+            entry = self.rotation.entries[key]
+            if entry.state is None:
+                self._apply(entry, detail, emit_initial=self._emit_initial or not initial)
+                return
+        seen = classify(entry.state, detail)
+        if seen is Listed.FIRST:
+            self._apply(entry, detail)
+        elif seen is Listed.SAME and entry.state is not None:
+            entry.state = attrs.evolve(entry.state, detail=detail)
+            after_success(entry, self._policy, terminal=detail.is_terminal)
+            at, terminal = self._now(), detail.is_terminal
+            self.health.observed(key, at=at, status=detail.status, terminal=terminal)
+            self._waits.observe(key, detail)
+        else:
+            self.look_up(key)
+
+    def look_up(self, instance_id: str) -> None:
+        """Poll one id by detail now, unless a poll of it is in flight (or it is not watched)."""
+        entry = self.rotation.entries.get(instance_id.lower())
+        if entry is None and self.watch_all:
+            self.add([instance_id.lower()])
+            entry = self.rotation.entries[instance_id.lower()]
+        if entry is not None and entry.poll is None:
+            self.rotation.launch(entry)
 
     async def _fetch(self, instance_id: str) -> InstanceDetail | Exception:
         self.health.polled(instance_id)
@@ -158,17 +249,32 @@ class Tracker:
             )
             return exc
 
-    def _apply(self, entry: Entry, outcome: InstanceDetail | Exception) -> None:
+    def _apply(
+        self,
+        entry: Entry,
+        outcome: InstanceDetail | Exception,
+        *,
+        emit_initial: bool | None = None,
+    ) -> None:
         if isinstance(outcome, InstanceDetail):
-            self._observed(entry, outcome)
-        else:
-            self._failed(entry, outcome)
+            refused = _refusal(entry.instance_id, outcome)
+            if refused is None:
+                self._observed(entry, outcome, emit_initial=emit_initial)
+                return
+            outcome = refused
+        self._failed(entry, outcome)
 
-    def _observed(self, entry: Entry, detail: InstanceDetail) -> None:
+    def _observed(
+        self, entry: Entry, detail: InstanceDetail, *, emit_initial: bool | None = None
+    ) -> None:
         before = entry.state
         observed_at = self._now()
         entry.state, change = advance(
-            before, detail, observed_at=observed_at, emit_initial=self._emit_initial
+            before,
+            detail,
+            observed_at=observed_at,
+            emit_initial=self._emit_initial if emit_initial is None else emit_initial,
+            instance_id=entry.instance_id,
         )
         self.health.observed(
             entry.instance_id, at=observed_at, status=detail.status, terminal=detail.is_terminal
@@ -204,6 +310,29 @@ class Tracker:
         if self._life.phase is Phase.RUNNING:
             self.health.check()
 
+    def claim(self) -> None:
+        """Lock the checkpoint for this watcher; ``CheckpointLockedError`` if another has it.
+
+        A file another watcher wrote since it was read is read again, so its records are kept:
+        those of ids not watched here, and those of watched ids not observed here yet.
+        """
+        checkpoint = self.checkpoint
+        if checkpoint is None or checkpoint.lock.held:
+            return
+        checkpoint.lock.acquire()
+        newer = checkpoint.newer()
+        for instance_id, state in (newer or {}).items():
+            entry = self.rotation.entries.get(instance_id)
+            if entry is None:
+                checkpoint.carried[instance_id] = state
+            elif entry.state is None or entry.state.detail is None:
+                entry.state = state
+
+    def release(self) -> None:
+        """Let another watcher use the checkpoint (this one has saved and stopped)."""
+        if self.checkpoint is not None:
+            self.checkpoint.lock.release()
+
     def maybe_save(self) -> None:
         """Start a save if one is due and none is under way."""
         checkpoint = self.checkpoint
@@ -217,7 +346,7 @@ class Tracker:
             watched = [(i, e.state) for i, e in self.rotation.entries.items()]
             states = checkpoint.take(watched, now=self._clock())
             await in_thread(write_states, checkpoint.path, states)
-        except OSError as exc:
+        except Exception as exc:  # any failure to save: reported, retried, polling goes on
             checkpoint.failed()
             self._delivery.report(None, exc)
         finally:
@@ -230,7 +359,15 @@ class Tracker:
         if self.checkpoint is not None and self.checkpoint.dirty and self._saving is None:
             await self._save(self.checkpoint)
 
+    def start(self, *, sweep: bool) -> None:
+        """Start the rotation, and the list sweep with ``sweep`` (only while running)."""
+        self.rotation.ensure()
+        if sweep and self.sweeper is not None:
+            self.sweeper.ensure()
+
     async def halt(self) -> None:
-        """Stop the rotation and every poll, then bring the checkpoint up to date."""
+        """Stop the sweep, the rotation and every poll, then bring the checkpoint up to date."""
+        if self.sweeper is not None:
+            await self.sweeper.halt()
         await self.rotation.halt()
         await self.flush()

@@ -19,7 +19,15 @@ import asyncio
 import logging
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Final, TypeAlias, TypeVar
 
 import aiohttp
@@ -28,16 +36,21 @@ import backoff
 from yarl import URL
 
 from aiocontainer._options import require
+from aiocontainer._paging import ListPage, Pager
 from aiocontainer._protocol import (
     DETAIL_PATH,
+    LIST_PATH,
     MAX_BODY_BYTES,
+    ai_base_urls,
     is_retryable,
-    normalize_base_url,
+    list_filters,
+    list_request,
     read_detail,
+    read_list_page,
     retry_delay,
     validate_instance_id,
 )
-from aiocontainer._tokens import Secret, TokenKeeper, TokenProvider, mentions, redact
+from aiocontainer._tokens import Secret, TokenKeeper, TokenProvider, leaks, mentions, redact
 from aiocontainer._version import __version__
 from aiocontainer.errors import (
     AiocontainerError,
@@ -94,6 +107,8 @@ _Outcome: TypeAlias = tuple[InstanceDetail | None, AiocontainerError | None] | _
 #: Turns one answer (status, headers, body, the token to blank out) into a result, or raises
 #: the one error it amounts to.
 _Reader: TypeAlias = Callable[[int, Mapping[str, str], bytes, str], _T]
+#: The query parameters and JSON body of a request (either may be None).
+_Params: TypeAlias = "list[tuple[str, str]] | None"
 
 
 class ContainerClient:
@@ -114,7 +129,7 @@ class ContainerClient:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         token: str | TokenProvider,
         concurrency: int = 32,
@@ -132,7 +147,8 @@ class ContainerClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._base_url = normalize_base_url(base_url)
+        self._base_urls = ai_base_urls(base_url)
+        self._current = 0  # the base URL in use: the last one that worked
         require(concurrency >= 1, "concurrency must be at least 1")
         require(timeout > 0, "timeout must be positive")
         require(max_attempts >= 1, "max_attempts must be at least 1")
@@ -174,8 +190,9 @@ class ContainerClient:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
+        more = f" (+{len(self._base_urls) - 1} more)" if len(self._base_urls) > 1 else ""
         return (
-            f"<ContainerClient {self._base_url} concurrency={self._concurrency} "
+            f"<ContainerClient {self.base_url}{more} concurrency={self._concurrency} "
             f"token={'provider' if self._tokens.has_provider else '***'} {state}>"
         )
 
@@ -203,8 +220,13 @@ class ContainerClient:
 
     @property
     def base_url(self) -> str:
-        """The API base URL, without a trailing slash."""
-        return self._base_url
+        """The API base URL in use (the last that worked), without a trailing slash or ``/ai``."""
+        return self._base_urls[self._current]
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Every base URL the client may use, in the order it tries them."""
+        return self._base_urls
 
     @property
     def concurrency(self) -> int:
@@ -284,11 +306,12 @@ class ContainerClient:
     async def _fetch(
         self,
         path: str,
-        params: Mapping[str, str] | None,
+        params: _Params,
         reader: _Reader[_T],
         *,
         instance_id: str | None,
         label: str,
+        body: dict[str, Any] | None = None,
     ) -> _T:
         """Send one request until it succeeds or the retry policy gives up.
 
@@ -310,10 +333,10 @@ class ContainerClient:
             try:
                 if token is None:
                     token = await self._tokens.current(self._provider_bound(deadline))
-                status, headers, body = await self._exchange(
-                    path, params, token, instance_id, label
+                status, headers, raw = await self._exchange(
+                    path, params, body, token, instance_id, label
                 )
-                return reader(status, headers, body, token.reveal())
+                return reader(status, headers, raw, token.reveal())
             except AiocontainerError as exc:
                 failure = exc
             remaining = deadline - self._clock()
@@ -364,7 +387,8 @@ class ContainerClient:
     async def _exchange(
         self,
         path: str,
-        params: Mapping[str, str] | None,
+        params: _Params,
+        json_body: dict[str, Any] | None,
         token: Secret,
         instance_id: str | None,
         label: str,
@@ -372,7 +396,8 @@ class ContainerClient:
         """Send one request and read its answer: status, headers and body, or a transport error."""
         self._ensure_open()
         session = self._ensure_session()
-        url = URL(self._base_url + path, encoded=True)
+        using = self._current
+        url = URL(self._base_urls[using] + path, encoded=True)
         failure: AiocontainerError | None = None
         async with self._slots:
             if self._rate_limit is not None:
@@ -381,13 +406,18 @@ class ContainerClient:
             self._stats.requests += 1
             try:
                 async with session.get(
-                    url, params=params, headers={"token": token.reveal()}, **self._request_options
+                    url,
+                    params=params,
+                    json=json_body,
+                    headers={"token": token.reveal()},
+                    **self._request_options,
                 ) as response:
                     status = response.status
                     headers = response.headers
                     body = await self._read_body(response, instance_id)
             except _FOREIGN_ERRORS as exc:
                 failure = self._transport_error(exc, instance_id, label, token)
+                self._fail_over(using)
         if failure is not None:
             # Raised outside the except block so the foreign exception is not kept as __context__.
             if _log.isEnabledFor(logging.DEBUG):
@@ -398,6 +428,13 @@ class ContainerClient:
         return status, headers, body
 
     async def _read_body(self, response: aiohttp.ClientResponse, instance_id: str | None) -> bytes:
+        """The decoded body, refused as soon as it passes ``max_body_bytes`` decoded bytes.
+
+        A compressed body can inflate a thousandfold, so its size on the wire says nothing:
+        it is read in the bounded pieces aiohttp's decompressor hands out and counted as it
+        grows. Only an uncompressed body with a Content-Length is read in one go, because its
+        length then is its decoded size.
+        """
         limit = self._max_body_bytes
         length = response.content_length
         if length is not None and length > limit:
@@ -406,7 +443,8 @@ class ContainerClient:
                 http_status=response.status,
                 instance_id=instance_id,
             )
-        if length is not None:
+        encoding = response.headers.get("Content-Encoding")
+        if length is not None and (not encoding or encoding.strip().lower() == "identity"):
             return await response.read()
         chunks: list[bytes] = []
         size = 0
@@ -414,24 +452,39 @@ class ContainerClient:
             size += len(chunk)
             if size > limit:
                 raise ResponseError(
-                    f"response exceeds the {limit}-byte limit",
+                    f"response exceeds the {limit}-byte limit once decoded",
                     http_status=response.status,
                     instance_id=instance_id,
                 )
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _fail_over(self, failed: int) -> None:
+        """After a transport failure on base URL ``failed``, use the next one from now on.
+
+        Only a transport failure moves the client (an HTTP or API answer shows the URL works),
+        and only once however many requests in flight failed on that URL together.
+        """
+        if len(self._base_urls) > 1 and self._current == failed:
+            self._current = (failed + 1) % len(self._base_urls)
+            _log.warning("base URL %s failed; using %s", self._base_urls[failed], self.base_url)
+
     def _transport_error(
         self, exc: BaseException, instance_id: str | None, label: str, token: Secret
     ) -> AiocontainerError:
         if self._closed:
             return ClientClosedError("the client was closed during the request")
+        secret = token.reveal()
         if isinstance(exc, asyncio.TimeoutError):
             text = f"no complete answer within {self._timeout_seconds:g}s"
         else:
-            text = redact(f"{type(exc).__name__}: {exc}", token.reveal()) or type(exc).__name__
+            text = redact(f"{type(exc).__name__}: {exc}", secret).strip().rstrip(":")
+            if leaks(text, secret):
+                # The foreign message quotes a cut excerpt of what the server sent, and a piece
+                # of the token survives in it: only the kind of failure is kept.
+                text = f"{type(exc).__name__} (its message quoted part of the token)"
         error = TransportError(f"{text} ({label})", instance_id=instance_id)
-        if not mentions(exc, token.reveal()):
+        if not mentions(exc, secret):
             error.__cause__ = exc
         return error
 
@@ -443,6 +496,74 @@ class ContainerClient:
             # A bucket of one spaces requests evenly instead of allowing a burst each period.
             self._limiter = AsyncLimiter(1, 1.0 / self._rate_limit)
         return self._limiter
+
+    # -- listing -------------------------------------------------------------------------------
+
+    async def list_page(
+        self,
+        *,
+        start: int,
+        limit: int,
+        status: str | None = None,
+        task_type: str | None = None,
+        names: Iterable[str] | None = None,
+    ) -> ListPage:
+        """One page of the list endpoint: ``limit`` entries (or fewer) from offset ``start``.
+
+        One request, with the retries, token handling and redaction of a detail lookup. An
+        entry that does not parse is a ``ListEntryError`` in ``errors``; the others are in
+        ``details``. Bad option values raise ``ValueError`` before anything is sent.
+        """
+        self._ensure_open()
+        return await self._page(start, limit, list_filters(status, task_type, names))
+
+    async def _page(self, start: int, limit: int, filters: tuple[tuple[str, str], ...]) -> ListPage:
+        params, body = list_request(start, limit, filters)
+        return await self._fetch(
+            LIST_PATH,
+            params,
+            lambda status, headers, raw, secret: read_list_page(
+                status, headers, raw, start, secret=secret
+            ),
+            instance_id=None,
+            label=f"list page at offset {start}",
+            body=body,
+        )
+
+    def list_instances(
+        self,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        names: Iterable[str] | None = None,
+        page_size: int = 100,
+    ) -> AsyncGenerator[InstanceDetail, None]:
+        """Every instance the list endpoint shows, page after page, each id once.
+
+        Bad option values raise ``ValueError`` here, at the call. The listing ends on an empty
+        page (a short page is not taken for the last). Offsets shift while instances are
+        created or deleted, so an id that comes again is dropped and an instance the listing
+        missed is not gone: look it up with ``get_instance``. An entry that does not parse is
+        raised as ``ListEntryError`` after the good entries before it were yielded.
+        """
+        self._ensure_open()
+        filters = list_filters(status, task_type, names)
+        pager = Pager(page_size)
+        return self._list(pager, filters)
+
+    async def _list(
+        self, pager: Pager, filters: tuple[tuple[str, str], ...]
+    ) -> AsyncGenerator[InstanceDetail, None]:
+        while (request := pager.next_request()) is not None:
+            page = await self._page(*request, filters)
+            fresh = pager.take(page.count, [detail.id for detail in page.details])
+            # Details keep page order, so those before the first bad entry are its index many.
+            good = page.errors[0].index if page.errors else len(page.details)
+            for detail, new in zip(page.details[:good], fresh, strict=False):
+                if new:
+                    yield detail
+            if page.errors:
+                raise page.errors[0]
 
     # -- bulk lookups --------------------------------------------------------------------------
 
@@ -493,7 +614,7 @@ class ContainerClient:
 
     async def iter_instances(
         self, ids: Iterable[str], *, concurrency: int | None = None
-    ) -> AsyncIterator[tuple[str, Result]]:
+    ) -> AsyncGenerator[tuple[str, Result], None]:
         """Yield ``(id, detail or error)`` as each lookup finishes; each distinct id once.
 
         Invalid ids are yielded first, with their ``InvalidInstanceIdError``, and never sent.

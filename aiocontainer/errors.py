@@ -8,7 +8,8 @@ Everything the library raises on purpose derives from :class:`AiocontainerError`
     ├── InvalidInstanceIdError (also ValueError) bad id, raised before any I/O
     ├── TransportError                          connect/read failure, timeout, disconnect; retried
     ├── ResponseError                           not JSON, no envelope, data missing or malformed
-    │   └── HTTPStatusError (also ApiError)     HTTP error status without a readable envelope
+    │   ├── HTTPStatusError (also ApiError)     HTTP error status without a readable envelope
+    │   └── ListEntryError(page_start, index)   one entry of a list page does not parse
     ├── ApiError(code, msg, instance_id, http_status)   envelope code != "0"
     │   ├── InternalApiError            10001  internal error (retried)
     │   ├── MissingParameterError       10003
@@ -22,6 +23,8 @@ Everything the library raises on purpose derives from :class:`AiocontainerError`
     │   └── HTTPStatusError             see above; ``code`` is None
     ├── InstanceGoneError                       the watcher dropped an id the platform forgot
     ├── ChangesDroppedError                     a watcher consumer fell behind, lost its oldest
+    ├── CheckpointError(path)                   a watcher checkpoint that cannot be used
+    │   └── CheckpointLockedError               another watcher holds the checkpoint's lock
     └── WaitError(instance_id, last_detail, history)
         ├── WaitTimeoutError
         └── WaitFailedError
@@ -46,6 +49,8 @@ __all__ = [
     "ApiAccessDeniedError",
     "ApiError",
     "ChangesDroppedError",
+    "CheckpointError",
+    "CheckpointLockedError",
     "ClientClosedError",
     "ConnectionInterruptedApiError",
     "FileCheckError",
@@ -55,6 +60,7 @@ __all__ = [
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",
+    "ListEntryError",
     "MissingParameterError",
     "PermissionDeniedError",
     "ResponseError",
@@ -126,6 +132,27 @@ class ResponseError(AiocontainerError):
         if self.snippet:
             text += f": {self.snippet!r}"
         return text
+
+
+class ListEntryError(ResponseError):
+    """One entry of a list page has no valid id or does not parse; the other entries may.
+
+    ``page_start`` is the page's offset, ``index`` the entry's place on it, ``instance_id``
+    the entry's id when it has a valid one (else None); the message names the page and field.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        page_start: int,
+        index: int,
+        instance_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, instance_id=instance_id)
+        self.page_start = page_start
+        self.index = index
 
 
 class ApiError(AiocontainerError):
@@ -304,6 +331,22 @@ class WaitTimeoutError(WaitError):
 
 class WaitFailedError(WaitError):
     """The instance reached a status listed in ``fail_on``."""
+
+
+# -- watcher checkpoint errors ----------------------------------------------------------------
+
+
+class CheckpointError(AiocontainerError):
+    """A watcher checkpoint file that cannot be used as one."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        #: The checkpoint file.
+        self.path = path
+
+
+class CheckpointLockedError(CheckpointError):
+    """Another watcher holds the checkpoint file's lock: two writers would erase each other."""
 
 
 # -- Credentials, tokens and regions (aiocontainer.auth) ----------------------------------------

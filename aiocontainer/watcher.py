@@ -43,6 +43,7 @@ from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._protocol import require, validate_instance_id
 from aiocontainer._schedule import COALESCE as _COALESCE
 from aiocontainer._schedule import SchedulePolicy
+from aiocontainer._sweeper import attach_sweeper
 from aiocontainer._tracker import PollingClient, Tracker
 from aiocontainer._waits import Waiter, WaitRegistry, WaitResult, wait_each, wait_statuses
 from aiocontainer.errors import AiocontainerError
@@ -66,6 +67,12 @@ _ = _COALESCE  # re-exported: how close slots start together, for the benchmark
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _key(instance_id: str) -> str:
+    """How the watcher keys an id: checked, then in lower case (platform ids are lower-case hex,
+    so ``4C1F...`` and ``4c1f...`` are one instance)."""
+    return validate_instance_id(instance_id).lower()
 
 
 class InstanceWatcher(HealthView):
@@ -94,6 +101,10 @@ class InstanceWatcher(HealthView):
     at most once per interval and at every stop; a new watcher on that path reports only what
     changed meanwhile (see the README for the format and the corner cases).
 
+    Sweep: with a client that can list, ``sweep="list"`` observes the ids through list pages
+    (one pass per interval), ``"detail"`` polls each id, ``"auto"`` picks the cheaper way each
+    interval; ``watch_all=True`` watches every instance the list shows (see ``_sweeper``).
+
     ``clock``, ``sleep``, ``rand`` (jitter) and ``now`` (``observed_at``) can be injected;
     ``stale_after``: see ``HealthView``.
     """
@@ -119,6 +130,8 @@ class InstanceWatcher(HealthView):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         now: Callable[[], datetime] = _utcnow,
+        sweep: str = "auto",
+        watch_all: bool = False,
     ) -> None:
         if isinstance(ids, str):
             raise TypeError("ids must be a collection of instance ids, not one string")
@@ -133,7 +146,7 @@ class InstanceWatcher(HealthView):
         require(drain_timeout >= 0, "drain_timeout must not be negative")
         limit = getattr(client, "concurrency", 32) if concurrency is None else concurrency
         require(isinstance(limit, int) and limit >= 1, "concurrency must be at least 1")
-        wanted = [validate_instance_id(i) for i in ids]
+        wanted = [_key(i) for i in ids]
 
         self._policy = policy
         self._stop_when_all_terminal = stop_when_all_terminal
@@ -171,9 +184,8 @@ class InstanceWatcher(HealthView):
             on_settled=self._check_finished,
             health=self._health,
         )
+        attach_sweeper(self._tracker, client, sweep=sweep, watch_all=watch_all)
         self._tracker.add(wanted)
-
-    # -- state ---------------------------------------------------------------------------------
 
     def __repr__(self) -> str:
         state = f"interval={self.interval:g}s {'running' if self.running else 'stopped'}"
@@ -198,19 +210,15 @@ class InstanceWatcher(HealthView):
         """The last detail seen of each watched id that has been polled successfully."""
         return self._tracker.snapshot()
 
-    # -- what to watch -------------------------------------------------------------------------
-
     def add(self, *ids: str) -> None:
         """Watch more ids; all are checked first: a bad one raises ``InvalidInstanceIdError``."""
-        self._tracker.add([validate_instance_id(i) for i in ids])
+        self._tracker.add([_key(i) for i in ids])
 
     def remove(self, *ids: str) -> None:
         """Stop watching ids and forget what was known of them; unknown ids are ignored."""
-        for instance_id in [validate_instance_id(i) for i in ids]:
+        for instance_id in [_key(i) for i in ids]:
             self._tracker.remove(instance_id)
         self._check_finished()
-
-    # -- consumers -----------------------------------------------------------------------------
 
     @overload
     def on_change(
@@ -249,7 +257,7 @@ class InstanceWatcher(HealthView):
         never matches a first observation (its ``previous`` is None).
         """
         wants = ChangeFilter.from_options(to, from_)
-        limit = self._queue_limit(queue_size)
+        limit = self._delivery.limit(queue_size)
 
         def register(cb: _C) -> _C:
             if not callable(cb):
@@ -274,15 +282,8 @@ class InstanceWatcher(HealthView):
         queue_size: int | None = None,
     ) -> ChangeStream:
         """An async iterator over the changes emitted from now on (filtered like ``on_change``)."""
-        limit = self._queue_limit(queue_size)
+        limit = self._delivery.limit(queue_size)
         return self._delivery.stream(ChangeFilter.from_options(to, from_), limit=limit)
-
-    def _queue_limit(self, queue_size: int | None) -> int:
-        limit = self._delivery.queue_size if queue_size is None else queue_size
-        require(limit >= 1, "queue_size must be at least 1")
-        return limit
-
-    # -- running -------------------------------------------------------------------------------
 
     async def __aenter__(self) -> InstanceWatcher:
         self._begin()
@@ -311,6 +312,7 @@ class InstanceWatcher(HealthView):
     def _begin(self) -> None:
         if self._life.phase is Phase.RUNNING:
             raise RuntimeError("this watcher is already running")
+        self._tracker.claim()
         self._life.move(Phase.RUNNING)
         self._nudge = asyncio.Event()
         self._health.restart()
@@ -319,7 +321,7 @@ class InstanceWatcher(HealthView):
         nudge = self._nudge
         try:
             self._delivery.start()  # what was queued while stopped goes out now
-            self._tracker.rotation.ensure()
+            self._tracker.start(sweep=True)
             self._check_finished()
             await nudge.wait()
         finally:
@@ -341,17 +343,16 @@ class InstanceWatcher(HealthView):
                 self._life.move(Phase.SERVING if self._waits else Phase.STOPPED)
             if self._life.phase is Phase.STOPPED:
                 self._delivery.active = False
+                self._tracker.release()
             else:  # waits are pending, or a run began meanwhile
                 self._delivery.start()
-                self._tracker.rotation.ensure()
+                self._tracker.start(sweep=self._life.phase is Phase.RUNNING)
 
     def _check_finished(self) -> None:
         running = self._life.phase is Phase.RUNNING
         if running and self._stop_when_all_terminal and not self._tracker.unsettled:
             self._life.move(Phase.FINISHING)
             self._nudge.set()
-
-    # -- waiting -------------------------------------------------------------------------------
 
     async def wait_for(
         self,
@@ -407,6 +408,7 @@ class InstanceWatcher(HealthView):
         timeout: float | None,
         now: bool,
     ) -> WaitResult:
+        instance_id = instance_id.lower()
         self._tracker.add([instance_id])
         entry = self._tracker.entries[instance_id]
         waiter = Waiter(instance_id, targets=targets, fail_on=failing, known=entry.state)
@@ -414,6 +416,7 @@ class InstanceWatcher(HealthView):
             return waiter.last_detail
         self._waits.add(waiter)
         if self._life.phase is Phase.STOPPED:
+            self._tracker.claim()
             self._life.move(Phase.SERVING)
             self._delivery.start()
         try:

@@ -493,6 +493,36 @@ async def test_short_lived_tokens_cost_one_call_per_token_lifetime(
         assert calls >= 200 // 20  # and it did renew, or the check above would have failed
 
 
+async def test_clients_renew_before_expiry_on_the_injected_clock(
+    platform: FakePlatform, clock: FakeClock, auth600: ScnetAuth
+) -> None:
+    # The client's own clock (retry deadlines, spacing of early renewals) is the fake one too.
+    async with await auth600.client("East", clock=clock) as client:
+        await client.get_instance(SEED_ID)
+        first = platform.handed[-1][1]
+        clock.now = T0 + 530
+        await client.get_instance(SEED_ID)
+        assert platform.handed[-1][1] == first and platform.calls["renew"] == 0
+        clock.now = T0 + 545  # inside the 60 s margin: the next lookup renews first
+        await client.get_instance(SEED_ID)
+        assert platform.handed[-1][1] != first and platform.calls["renew"] == 1
+    assert platform.calls["login"] == 1
+
+
+async def test_short_lived_tokens_through_a_client(
+    platform: FakePlatform, clock: FakeClock
+) -> None:
+    platform.ttl = 20.0
+    async with make_auth(platform, clock) as auth, await auth.client("East", clock=clock) as client:
+        for step in range(401):  # a lookup every 0.5 s for 200 s, none refused
+            clock.now = T0 + step * 0.5
+            await client.get_instance(SEED_ID)
+        assert client.stats.retries == 0  # no token was ever refused: renewed in time
+    # Renewed a quarter of the lifetime (5 s) before expiry: one call per 15 s at most.
+    assert platform.calls["login"] + platform.calls["renew"] <= 1 + math.ceil(200 / 15)
+    assert platform.calls["renew"] >= 200 // 20
+
+
 async def test_10008_leads_to_one_renewal(live_platform: FakePlatform) -> None:
     platform = live_platform
     async with make_auth(platform, time.time) as auth:

@@ -42,7 +42,7 @@ async def test_the_checkpoint_holds_status_and_seq_of_each_id(ft: FakeTime, tmp_
         "version": 1,
         "instances": {"a": {"status": R, "seq": 2}, "b": {"status": W, "seq": 1}},
     }
-    assert os.listdir(tmp_path) == ["watch.json"]  # no temp file left
+    assert sorted(os.listdir(tmp_path)) == ["watch.json", "watch.json.lock"]  # no temp file left
 
 
 async def test_the_checkpoint_is_written_once_per_interval_and_at_stop(

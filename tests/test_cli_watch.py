@@ -16,10 +16,13 @@ from aiocontainer.simulator import Simulator
 from tests.conftest import (
     CHANGE_LINE,
     LINE_TIMEOUT,
+    SEED_ID,
     TERMINAL,
     UNKNOWN_ID,
     Cli,
     assert_one_line_hint,
+    base_env,
+    closed_port,
     eventually,
     piped_outcome,
     requests,
@@ -309,3 +312,104 @@ async def test_wait_with_several_ids_on_stdin_is_a_usage_error(cli: Cli, sim: Si
     assert_one_line_hint(result)
     assert "exactly one instance id" in result.err
     assert requests(sim) == 0
+
+
+# -- answers that say what happened --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", SEED_ID, "--interval", "0.1"],
+        ["wait", SEED_ID, "--for", "Running", "--interval", "0.1", "--timeout", "600"],
+    ],
+)
+async def test_a_rejected_token_ends_watch_and_wait_at_once_with_exit_4(
+    cli: Cli, sim: Simulator, args: list[str]
+) -> None:
+    rejected = sim.issue_token(ttl=-60)
+    cli.secrets.append(rejected)
+    env = base_env(AIOCONTAINER_BASE_URL=sim.base_url, AIOCONTAINER_TOKEN=rejected)
+    result = await cli.run(*args, env=env)
+    assert result.code == 4, result
+    assert result.out == ""
+    assert "permission denied" in result.err and "'权限不足'" in result.err
+    assert (
+        result.err.strip()
+        .splitlines()[-1]
+        .startswith("aiocontainer: the platform refused the token (code 10008): check --token-file")
+    )
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", SEED_ID, "--interval", "0.1"],
+        ["wait", SEED_ID, "--for", "Running", "--interval", "0.1", "--timeout", "600"],
+    ],
+)
+async def test_an_unreachable_base_url_ends_watch_and_wait_with_exit_4(
+    cli: Cli, args: list[str]
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    env = base_env(AIOCONTAINER_BASE_URL=url, AIOCONTAINER_TOKEN=cli.sim.token)
+    result = await cli.run("--timeout", "1", *args, env=env)
+    assert result.code == 4, result
+    assert f"cannot reach {url} (connection refused)" in result.err
+    assert "ssl:default" not in result.err
+    assert result.err.strip().splitlines()[-1] == (
+        f"aiocontainer: cannot reach {url}: check --base-url or AIOCONTAINER_BASE_URL"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--for", "running"], "unknown status 'running' in --for (did you mean Running?)"),
+        (["--for", "Runing"], "unknown status 'Runing' in --for (did you mean Running?)"),
+        (["--for", "Running", "--fail-on", "Failed,Kaput"], "unknown status 'Kaput' in --fail-on"),
+    ],
+)
+async def test_an_unknown_status_to_wait_for_is_a_usage_error(
+    cli: Cli, sim: Simulator, args: list[str], says: str
+) -> None:
+    result = await cli.run("wait", SEED_ID, *args)
+    assert_one_line_hint(result)
+    assert says in result.err and "--allow-unknown-status" in result.err
+    assert requests(sim) == 0
+
+
+async def test_allow_unknown_status_waits_for_a_status_beyond_the_six(
+    cli: Cli, sim: Simulator
+) -> None:
+    sim.set_status(SEED_ID, "Suspended")
+    args = ("wait", SEED_ID, "--for", "Suspended", "--interval", "0.1")
+    result = await cli.run(*args, "--allow-unknown-status")
+    assert result.code == 0, result
+    assert result.lines() == [f"{SEED_ID}  Suspended"]
+
+
+async def test_wait_reports_a_gone_instance_once(cli: Cli) -> None:
+    result = await cli.run("wait", UNKNOWN_ID, "--for", "Running", "--interval", "0.1")
+    assert result.code == 4
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith(f"{UNKNOWN_ID}: InstanceGoneError: no such instance (or not yours)")
+
+
+async def test_a_resumed_watch_says_what_it_resumed(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    first, second = sim.instance_ids[1:3]
+    sim.set_status(first, "Completed")
+    checkpoint = tmp_path / "watch.json"
+    args = ("--interval", "0.1", "--until-terminal", "--checkpoint", str(checkpoint))
+    fresh = await cli.run("watch", first, *args)
+    assert fresh.code == 0 and fresh.err == "", fresh
+    sim.set_status(second, "Failed")
+    resumed = await cli.run("watch", first, second, *args)
+    assert resumed.code == 0, resumed
+    assert resumed.err.strip() == (
+        f"aiocontainer: resuming from {checkpoint}: 1 of 2 ids have a saved status; "
+        "what changed since is reported first"
+    )

@@ -61,12 +61,24 @@ def next_stop(schedules: Sequence[Sequence[float]], now: float, *, cap: float) -
     return max(min(firsts), min(limit - 0.001, now + cap))
 
 
-async def test_two_hundred_lifecycles_at_a_twenty_percent_fault_rate() -> None:
+CAN_LIST = hasattr(ContainerClient, "list_page")
+
+
+@pytest.mark.parametrize(
+    ("sweep", "rate"),
+    [
+        ("detail", 0.2),
+        pytest.param(
+            "list", 0.3, marks=pytest.mark.skipif(not CAN_LIST, reason="the client cannot list")
+        ),
+    ],
+)
+async def test_two_hundred_lifecycles_under_faults(sweep: str, rate: float) -> None:
     async with Simulator(
         instances=200,
         seed=11,
         frozen=True,
-        fault_rate=0.2,
+        fault_rate=rate,
         fault_kinds=DEFAULT_FAULT_MIX,  # every kind but "hang" and "slow"
         retry_after=0,
         include_seed_instance=False,
@@ -74,7 +86,9 @@ async def test_two_hundred_lifecycles_at_a_twenty_percent_fault_rate() -> None:
         ids = sim.instance_ids
         schedules = [[t for _, t in sim.schedule(i)[1:]] for i in ids]
         async with client_for(sim, concurrency=32) as client:
-            watcher = InstanceWatcher(client, ids, interval=0.4, stop_when_all_terminal=True)
+            watcher = InstanceWatcher(
+                client, ids, interval=0.4, stop_when_all_terminal=True, sweep=sweep
+            )
             changes: dict[str, list[StatusChange]] = defaultdict(list)
             errors: list[Exception] = []
             watcher.on_change(lambda change: changes[change.instance_id].append(change))

@@ -8,7 +8,9 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aiocontainer.errors import InvalidParameterError
+import attrs
+
+from aiocontainer.errors import InvalidParameterError, ResponseError
 from aiocontainer.models import InstanceDetail, StatusChange
 from aiocontainer.watcher import InstanceWatcher
 
@@ -151,3 +153,56 @@ async def changes_within(
     async with watcher:
         await time.advance(seconds)
     return seen
+
+
+@attrs.frozen
+class FakePage:
+    """A list page as the sweep reads it."""
+
+    start: int
+    count: int
+    details: tuple[InstanceDetail, ...] = ()
+    errors: tuple[Exception, ...] = ()
+
+
+class FakeListClient(FakeClient):
+    """A ``FakeClient`` that also lists: pages over its instances in insertion order.
+
+    Ids in ``statuses`` whose outcome is an exception are not listed (they are gone, or exist
+    only for detail); ``page_cap`` shortens pages; ``list_script`` queues outcomes of the next
+    page requests (an exception to raise, or "bad:<id>" to list that id as a bad entry).
+    A listed entry carries ``version="listed"``, a detail ``version="detail"``.
+    """
+
+    def __init__(
+        self, time: FakeTime, statuses: Mapping[str, Outcome] | None = None, *, page_cap: int = 100
+    ) -> None:
+        super().__init__(time, statuses)
+        self.page_cap = page_cap
+        self.list_calls: list[tuple[float, int, int]] = []
+        self.list_script: deque[BaseException | str] = deque()
+
+    async def get_instance(self, instance_id: str) -> InstanceDetail:
+        detail = await super().get_instance(instance_id)
+        return attrs.evolve(detail, version="detail")
+
+    async def list_page(self, *, start: int, limit: int) -> FakePage:
+        self.list_calls.append((self.time.now, start, limit))
+        bad = None
+        if self.list_script:
+            outcome = self.list_script.popleft()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            bad = outcome.removeprefix("bad:")
+        listed = [(i, s) for i, s in self.statuses.items() if isinstance(s, str)]
+        window = listed[start : start + min(limit, self.page_cap)]
+        details = tuple(
+            InstanceDetail(id=i, status=s, version="listed") for i, s in window if i != bad
+        )
+        errors: tuple[Exception, ...] = ()
+        if bad is not None and any(i == bad for i, _ in window):
+            errors = (ResponseError("entry 0 has no status", instance_id=bad),)
+        return FakePage(start=start, count=len(window), details=details, errors=errors)
+
+    def detail_calls(self) -> int:
+        return len(self.calls)

@@ -1,0 +1,151 @@
+"""The list sweep's bookkeeping: one pass over the list, what it saw, what it leaves to detail.
+
+Rule 1: a pass asks for the page that starts where the last page's entries ended and ends only on
+        an empty page (a server may answer fewer entries than asked on any page). A server that
+        keeps answering pages of ids already seen in this pass (one that ignores ``start``) ends
+        the pass after ``MAX_STALE_PAGES`` such pages.
+Rule 2: within a pass, an id counts once (ids are compared in lower case); offsets shift while
+        instances are created or deleted, so a page may repeat entries of the one before.
+Rule 3: a watched id the pass did not see is not gone: it is looked up by detail. A page that
+        fails after its retries ends the pass early, and the same rule covers the ids it held.
+Rule 4: a listed status equal to the last known one is an observation and costs nothing more; a
+        different one is confirmed by a detail lookup; a first observation uses the listed entry.
+Rule 5: ``auto`` sweeps when the pages of the whole account cost fewer requests than one detail
+        lookup per due id.
+
+This module imports neither aiohttp nor asyncio.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import Final, Protocol
+
+from aiocontainer._diff import Snapshot
+from aiocontainer.models import InstanceDetail
+
+__all__ = [
+    "MAX_STALE_PAGES",
+    "MODES",
+    "PAGE_SIZE",
+    "Listed",
+    "ListedPage",
+    "SweepPass",
+    "classify",
+    "probe_offset",
+    "sweep_is_cheaper",
+]
+
+#: The sweep modes ``InstanceWatcher(sweep=...)`` accepts.
+MODES: Final = ("auto", "list", "detail")
+#: Entries asked for per page.
+PAGE_SIZE: Final = 100
+#: Non-empty pages in a row that bring no id new to the pass before the pass ends.
+MAX_STALE_PAGES: Final = 3
+
+
+class ListedPage(Protocol):
+    """What the sweep needs of one answered page (``ListPage`` fits)."""
+
+    @property
+    def count(self) -> int:
+        """Raw entries on the page, good or bad."""
+        ...
+
+    @property
+    def details(self) -> Sequence[InstanceDetail]:
+        """The entries that parsed."""
+        ...
+
+    @property
+    def errors(self) -> Sequence[Exception]:
+        """The entries that did not, each an error with an ``instance_id`` (or None)."""
+        ...
+
+
+class Listed(enum.Enum):
+    """What a listed entry means for a watched id."""
+
+    FIRST = "first"  # nothing known yet: the entry is the first observation
+    SAME = "same"  # the status is the one known: an observation, nothing more to do
+    CHANGED = "changed"  # a different status: confirm it with a detail lookup
+
+
+def classify(known: Snapshot | None, listed: InstanceDetail) -> Listed:
+    """What a listed entry means, given what is known of its id."""
+    if known is None:
+        return Listed.FIRST
+    return Listed.SAME if known.status == listed.status else Listed.CHANGED
+
+
+class SweepPass:
+    """One pass over the list: the next page to ask for, and the ids seen so far."""
+
+    def __init__(self, *, page_size: int = PAGE_SIZE) -> None:
+        self.page_size = page_size
+        self._start = 0
+        self._stale = 0
+        self._seen: set[str] = set()
+        #: Pages answered so far, the final empty one included.
+        self.pages = 0
+        #: True once the pass is over (an empty page, a failed page or too many stale ones).
+        self.done = False
+        #: True when the pass ended before an empty page.
+        self.cut_short = False
+
+    def next_request(self) -> tuple[int, int] | None:
+        """``(start, limit)`` of the next page, or None once the pass is over."""
+        return None if self.done else (self._start, self.page_size)
+
+    def take(self, page: ListedPage) -> list[InstanceDetail]:
+        """Record an answered page; its parsed entries this pass has not seen yet, in order."""
+        self.pages += 1
+        if page.count <= 0:
+            self.done = True
+            return []
+        self._start += page.count
+        fresh = []
+        for detail in page.details:
+            key = detail.id.lower()
+            if key not in self._seen:
+                self._seen.add(key)
+                fresh.append(detail)
+        self._stale = 0 if fresh or page.errors else self._stale + 1
+        if self._stale >= MAX_STALE_PAGES:
+            self.abandon()
+        return fresh
+
+    def abandon(self) -> None:
+        """End the pass early (a page failed): what it did not see goes to detail lookups."""
+        self.done = True
+        self.cut_short = True
+
+    def handled(self, instance_id: str) -> None:
+        """Count ``instance_id`` as seen: its entry was bad and it is looked up already."""
+        self._seen.add(instance_id.lower())
+
+    def saw(self, instance_id: str) -> bool:
+        """Whether this pass listed ``instance_id``."""
+        return instance_id.lower() in self._seen
+
+    def unseen(self, watched: Iterable[str]) -> list[str]:
+        """The watched ids this pass did not list, in the order given."""
+        return [i for i in watched if i.lower() not in self._seen]
+
+
+def sweep_is_cheaper(*, due: int, pages: int) -> bool:
+    """Whether one pass of ``pages`` requests costs less than ``due`` detail lookups."""
+    return pages < due
+
+
+def probe_offset(*, due: int, page_size: int = PAGE_SIZE) -> int | None:
+    """Where one page tells whether a pass would be cheaper than ``due`` detail lookups.
+
+    A pass over an account of N instances costs ceil(N / page_size) pages plus the final empty
+    one; it is cheaper when N <= (due - 2) * page_size, that is when the page at that offset is
+    empty. None when ``due`` is too small for a pass ever to be cheaper.
+    """
+    if due < 3:
+        return None
+    return (due - 2) * page_size

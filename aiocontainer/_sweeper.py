@@ -1,0 +1,192 @@
+"""The list sweep: once per interval, one pass over the list, its pages spread over the interval.
+
+Rule 1: a pass's pages are spread over the interval (as many slots as the last pass had pages),
+        never sent in a burst; the next pass starts one interval after the last one started.
+Rule 2: what a page shows goes through the tracker (``Tracker.listed``), so changes, checkpoints,
+        callbacks and waits behave as in detail mode; a status that differs from the last known
+        one is confirmed by a detail lookup, whose detail is what the change carries.
+Rule 3: a page that fails after the client's retries is reported and ends the pass; every
+        watched id the pass did not see, those on that page included, is looked up by detail.
+        An entry that does not parse is reported and its instance looked up by detail.
+Rule 4: in ``auto`` mode each interval picks the cheaper way: a pass (its page count known from
+        the last one, or from one probe page) or one detail lookup per due id. The rotation
+        polls by detail whenever no pass runs; waits always poll by detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol, cast
+
+from aiocontainer._delivery import log
+from aiocontainer._schedule import SchedulePolicy
+from aiocontainer._sweep import (
+    MODES,
+    PAGE_SIZE,
+    ListedPage,
+    SweepPass,
+    probe_offset,
+    sweep_is_cheaper,
+)
+from aiocontainer._tracker import Tracker
+from aiocontainer.errors import AiocontainerError
+
+__all__ = ["MIN_GUESS", "ListingClient", "Sweeper", "attach_sweeper"]
+
+#: Pages per interval of a first pass, whose length is not known yet.
+MIN_GUESS: Final = 20
+
+
+class ListingClient(Protocol):
+    """What the sweep needs of a client: ``ContainerClient.list_page`` fits."""
+
+    async def list_page(self, *, start: int, limit: int) -> ListedPage:
+        """One page of the list endpoint."""
+        ...
+
+
+class Sweeper:
+    """Runs the passes of a watcher in list (or auto) mode."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        client: ListingClient,
+        policy: SchedulePolicy,
+        *,
+        mode: str,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._tracker = tracker
+        self._client = client
+        self._policy = policy
+        self._mode = mode
+        self._clock = clock
+        self._sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+        #: Pages of the last complete pass: what a pass of the whole account costs.
+        self.pages: int | None = None
+        #: Passes completed or cut short since the watcher was made.
+        self.passes = 0
+        self._probed_for = 0
+
+    def ensure(self) -> None:
+        """Start the passes unless they run."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="aiocontainer-watcher-sweep"
+            )
+
+    async def halt(self) -> None:
+        """Cancel the passes and wait until they are gone; the rotation polls by detail again."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._tracker.sweeping = False
+
+    async def _run(self) -> None:
+        started = self._clock()
+        while True:
+            sweeping = await self._choose()
+            self._tracker.sweeping = sweeping
+            if sweeping:
+                await self._pass(started)
+            started += self._policy.interval
+            await self._sleep_until(started)
+            now = self._clock()
+            if now - started > self._policy.interval:
+                started = now  # far behind: start afresh rather than run passes back to back
+
+    async def _choose(self) -> bool:
+        """Whether this interval sweeps."""
+        if self._mode == "list" or self._tracker.watch_all:
+            return True
+        due = self._tracker.due_count()
+        if self.pages is not None:
+            return sweep_is_cheaper(due=due, pages=self.pages)
+        offset = probe_offset(due=due)
+        if offset is None or due <= 2 * self._probed_for:
+            return False  # probed already for about this many ids: still not worth a pass
+        self._probed_for = due
+        self._tracker.health.counters.pages += 1
+        try:
+            page = await self._client.list_page(start=offset, limit=1)
+        except Exception as exc:  # a failed probe: stay on detail, say why
+            self._tracker.report_failure(None, exc)
+            return False
+        return page.count == 0
+
+    async def _pass(self, started: float) -> None:
+        """One pass over the list, then detail lookups for the watched ids it did not see."""
+        sweep = SweepPass(page_size=PAGE_SIZE)
+        self._tracker.health.counters.sweeps += 1
+        spacing = self._policy.interval / self._expected_pages()
+        first = self.passes == 0
+        slot = 0
+        while (request := sweep.next_request()) is not None:
+            await self._sleep_until(started + slot * spacing)
+            slot += 1
+            start, limit = request
+            self._tracker.health.counters.pages += 1
+            try:
+                page = await self._client.list_page(start=start, limit=limit)
+            except Exception as exc:
+                if not isinstance(exc, AiocontainerError):
+                    log.error("listing at offset %d raised %s", start, type(exc).__name__)
+                self._tracker.report_failure(None, exc)
+                sweep.abandon()
+                break
+            for detail in sweep.take(page):
+                self._tracker.listed(detail, initial=first)
+            for error in page.errors:
+                instance_id = getattr(error, "instance_id", None)
+                self._tracker.report_failure(instance_id, error)
+                if isinstance(instance_id, str):
+                    sweep.handled(instance_id)
+                    self._tracker.look_up(instance_id)
+        self.passes += 1
+        if not sweep.cut_short:
+            self.pages = sweep.pages
+        for instance_id in sweep.unseen(list(self._tracker.entries)):
+            self._tracker.look_up(instance_id)
+
+    def _expected_pages(self) -> int:
+        """The pages a pass will take: as many as the last one, else a guess from the ids.
+
+        Before the first pass the account's size is unknown: enough pages for the watched ids,
+        and at least ``MIN_GUESS`` so that a ``watch_all`` account is listed in a few intervals.
+        """
+        if self.pages is not None:
+            return max(self.pages, 1)
+        return max(-(-len(self._tracker.entries) // PAGE_SIZE) + 1, MIN_GUESS)
+
+    async def _sleep_until(self, when: float) -> None:
+        delay = when - self._clock()
+        if delay > 0:
+            await self._sleep(delay)
+        else:
+            await asyncio.sleep(0)
+
+
+def attach_sweeper(tracker: Tracker, client: object, *, sweep: str, watch_all: bool) -> None:
+    """Check the ``sweep`` and ``watch_all`` options and give ``tracker`` its sweeper, if any.
+
+    A client without ``list_page`` cannot sweep: ``auto`` then polls by detail, while ``list``
+    and ``watch_all`` are refused.
+    """
+    if sweep not in MODES:
+        raise ValueError(f"sweep must be one of {', '.join(MODES)}")
+    if watch_all and sweep == "detail":
+        raise ValueError("watch_all needs the list: it cannot be used with sweep='detail'")
+    can_list = callable(getattr(client, "list_page", None))
+    if not can_list and (sweep == "list" or watch_all):
+        raise TypeError("this client cannot list instances (it has no list_page)")
+    tracker.watch_all = watch_all
+    if can_list and sweep != "detail":
+        listing = cast(ListingClient, client)
+        tracker.sweeper = Sweeper(
+            tracker, listing, tracker.policy, mode=sweep, clock=tracker.clock, sleep=tracker.sleep
+        )

@@ -1,0 +1,83 @@
+"""The sweep's pass bookkeeping and its choices, without sockets or an event loop."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiocontainer._diff import Snapshot
+from aiocontainer._sweep import (
+    MAX_STALE_PAGES,
+    Listed,
+    SweepPass,
+    classify,
+    probe_offset,
+    sweep_is_cheaper,
+)
+from aiocontainer.models import InstanceDetail
+from tests.watcher_fakes import FakePage
+
+
+def page(start: int, ids: list[str], *, count: int | None = None) -> FakePage:
+    details = tuple(InstanceDetail(id=i, status="Running") for i in ids)
+    return FakePage(start=start, count=len(ids) if count is None else count, details=details)
+
+
+def test_the_next_page_starts_where_the_last_entries_ended_not_at_the_limit() -> None:
+    sweep = SweepPass(page_size=100)
+    assert sweep.next_request() == (0, 100)
+    sweep.take(page(0, [f"i{n}" for n in range(30)]))  # a short page is not the last
+    assert sweep.next_request() == (30, 100)
+    sweep.take(page(30, ["x"], count=2))  # one entry did not parse: it still counts
+    assert sweep.next_request() == (32, 100)
+    sweep.take(page(32, []))
+    assert sweep.next_request() is None and sweep.done and not sweep.cut_short
+    assert sweep.pages == 3
+
+
+def test_shifted_pages_never_yield_an_id_twice_and_case_variants_are_one() -> None:
+    sweep = SweepPass(page_size=3)
+    assert [d.id for d in sweep.take(page(0, ["a", "b", "c"]))] == ["a", "b", "c"]
+    # An instance was created before "a": everything shifted by one.
+    assert [d.id for d in sweep.take(page(3, ["C", "d", "e"]))] == ["d", "e"]
+    assert sweep.saw("A") and sweep.unseen(["a", "e", "f", "G"]) == ["f", "G"]
+
+
+def test_a_server_that_ignores_start_cannot_keep_a_pass_going() -> None:
+    sweep = SweepPass(page_size=2)
+    sweep.take(page(0, ["a", "b"]))
+    for _ in range(MAX_STALE_PAGES):
+        assert not sweep.done
+        assert sweep.take(page(0, ["a", "b"])) == []
+    assert sweep.done and sweep.cut_short
+
+
+def test_an_abandoned_pass_is_cut_short() -> None:
+    sweep = SweepPass()
+    sweep.abandon()
+    assert sweep.next_request() is None and sweep.cut_short
+
+
+@pytest.mark.parametrize(
+    ("known", "listed", "expected"),
+    [
+        (None, "Running", Listed.FIRST),
+        (Snapshot(status="Running", seq=2), "Running", Listed.SAME),
+        (Snapshot(status="Running", seq=2), "Completed", Listed.CHANGED),
+        (Snapshot(status="Completed", seq=3), "Waiting", Listed.CHANGED),  # a restart
+    ],
+)
+def test_classify(known: Snapshot | None, listed: str, expected: Listed) -> None:
+    assert classify(known, InstanceDetail(id="a", status=listed)) is expected
+
+
+def test_a_sweep_is_chosen_only_when_its_pages_cost_less() -> None:
+    assert sweep_is_cheaper(due=5_000, pages=101)
+    assert not sweep_is_cheaper(due=100, pages=101)
+    assert not sweep_is_cheaper(due=101, pages=101)
+
+
+@pytest.mark.parametrize(("due", "offset"), [(0, None), (2, None), (3, 100), (100, 9_800)])
+def test_the_probe_page_sits_where_a_pass_would_stop_being_cheaper(
+    due: int, offset: int | None
+) -> None:
+    assert probe_offset(due=due, page_size=100) == offset

@@ -1,0 +1,207 @@
+"""The watcher in list mode, against a scripted listing client on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aiocontainer.errors import InstanceGoneError, ResponseError, TransportError
+from aiocontainer.models import StatusChange
+from aiocontainer.watcher import InstanceWatcher
+from tests.watcher_fakes import (
+    C,
+    FakeClient,
+    FakeListClient,
+    FakeTime,
+    R,
+    W,
+    changes_within,
+    invalid,
+    make,
+    summary,
+)
+
+
+@pytest.fixture
+def ft() -> FakeTime:
+    return FakeTime()
+
+
+def account(size: int, status: str = R) -> dict[str, Any]:
+    return {f"i{n:04d}": status for n in range(size)}
+
+
+async def test_a_pass_per_interval_with_its_pages_spread_and_no_detail_when_nothing_moves(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, account(250), page_cap=100)
+    watcher = make(client, list(client.statuses), sweep="list")
+    seen = await changes_within(watcher, ft, 35)
+    assert len(seen) == 250 and all(c.detail.version == "listed" for c in seen)
+    assert client.detail_calls() == 0
+    times = [t for t, _, _ in client.list_calls]
+    starts = [s for _, s, _ in client.list_calls]
+    # Short pages are not the last; the first pass, of unknown length, goes at 20 pages per
+    # interval; the next ones know it takes 4 pages and spread them 2.5 s apart.
+    assert starts == [0, 100, 200, 250] * 3 + [0, 100, 200]
+    assert times == [0, 0.5, 1, 1.5, 10, 12.5, 15, 17.5, 20, 22.5, 25, 27.5, 30, 32.5, 35]
+
+
+async def test_a_status_that_differs_is_confirmed_by_detail_and_the_change_carries_it(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": W, "b": R})
+    watcher = make(client, ["a", "b"], sweep="list", emit_initial=False)
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(5)
+        client.statuses["a"] = R
+        await ft.advance(10)
+    assert summary(seen) == [("a", W, R, 1)]
+    assert seen[0].detail.version == "detail"
+    assert client.calls == [(10, "a")]
+
+
+async def test_a_watched_id_the_list_does_not_show_is_looked_up_and_dropped_when_gone(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": R, "b": R})
+    watcher = make(client, ["a", "b"], sweep="list", gone_after=2)
+    errors: list[tuple[str | None, Exception]] = []
+    watcher.on_error(lambda i, e: errors.append((i, e)))
+    async with watcher:
+        await ft.advance(5)
+        client.statuses["b"] = invalid("b")  # deleted: no longer listed, 10004 by detail
+        await ft.advance(30)
+    assert watcher.ids == ("a",)
+    # Passes at 10 and 20 end with their empty page 5 s later; then "b" is looked up.
+    assert client.calls == [(15, "b"), (25, "b")]
+    assert isinstance(errors[-1][1], InstanceGoneError) and errors[-1][0] == "b"
+
+
+async def test_a_failed_page_ends_the_pass_and_what_it_held_is_looked_up_by_detail(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, account(150), page_cap=100)
+    watcher = make(client, list(client.statuses), sweep="list", emit_initial=False)
+    errors: list[tuple[str | None, Exception]] = []
+    watcher.on_error(lambda i, e: errors.append((i, e)))
+    seen = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(5)
+        client.list_script.append(TransportError("page down"))
+        await ft.advance(10)
+    assert [(i, str(e)) for i, e in errors] == [(None, "page down")]
+    # The pass failed at its first page: every watched id is looked up by detail, once.
+    assert sorted(i for _, i in client.calls) == sorted(client.statuses)
+    assert seen == []  # a failed page is not a transition
+
+
+async def test_a_bad_entry_is_reported_and_its_instance_looked_up_by_detail(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": R, "b": R})
+    client.list_script.append("bad:b")
+    watcher = make(client, ["a", "b"], sweep="list")
+    errors: list[tuple[str | None, Exception]] = []
+    watcher.on_error(lambda i, e: errors.append((i, e)))
+    seen = await changes_within(watcher, ft, 5)
+    assert [(i, type(e)) for i, e in errors] == [("b", ResponseError)]
+    assert client.calls == [(0, "b")]
+    assert summary(seen) == [("a", None, R, 1), ("b", None, R, 1)]
+    assert [c.detail.version for c in seen] == ["listed", "detail"]
+
+
+async def test_terminal_instances_cost_nothing_and_a_restart_is_seen(ft: FakeTime) -> None:
+    client = FakeListClient(ft, {"a": C})
+    watcher = make(client, ["a"], sweep="list")
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(25)
+        assert client.calls == []
+        client.statuses["a"] = W  # restarted; no terminal_interval needed
+        await ft.advance(10)
+    assert summary(seen) == [("a", None, C, 1), ("a", C, W, 2)]
+
+
+async def test_watch_all_reports_new_instances_and_drops_deleted_ones(ft: FakeTime) -> None:
+    client = FakeListClient(ft, {"a": R, "b": R})
+    watcher = make(client, watch_all=True, emit_initial=False, gone_after=1)
+    seen: list[StatusChange] = []
+    errors: list[Exception] = []
+    watcher.on_change(seen.append)
+    watcher.on_error(lambda i, e: errors.append(e))
+    async with watcher:
+        await ft.advance(5)
+        assert watcher.ids == ("a", "b") and seen == []  # the first pass is silent
+        client.statuses["c"] = W  # created
+        client.statuses["a"] = invalid("a")  # deleted
+        await ft.advance(10)
+    assert summary(seen) == [("c", None, W, 1)]
+    assert watcher.ids == ("b", "c")
+    assert [type(e) for e in errors] == [InstanceGoneError]
+
+
+async def test_wait_for_works_on_any_id_in_list_mode(ft: FakeTime) -> None:
+    client = FakeListClient(ft, {"a": W, "z": W})
+    watcher = make(client, ["a"], sweep="list")
+    async with watcher:
+        wait = asyncio.create_task(watcher.wait_for("z", R))
+        await ft.advance(5)
+        client.statuses["z"] = R
+        await ft.run_until(wait)
+    assert wait.result().status == R
+
+
+@pytest.mark.parametrize("watched", [2, 5, 100])
+async def test_auto_stays_on_detail_for_a_few_ids_of_a_large_account(watched: int) -> None:
+    requests = {}
+    for mode in ("detail", "auto"):
+        ft = FakeTime()
+        client = FakeListClient(ft, account(10_000))
+        async with make(client, list(client.statuses)[:watched], sweep=mode):
+            await ft.advance(35)
+        requests[mode] = (len(client.calls), [s for _, s, _ in client.list_calls])
+    probes = [] if watched < 3 else [(watched - 2) * 100]  # one page, not empty: stay on detail
+    assert requests["auto"] == (requests["detail"][0], probes)
+
+
+async def test_auto_sweeps_when_most_of_the_account_is_watched(ft: FakeTime) -> None:
+    client = FakeListClient(ft, account(300))
+    watcher = make(client, list(client.statuses), sweep="auto")
+    async with watcher:
+        await ft.advance(25)
+    assert client.calls == []  # no detail polls at all
+    assert [s for _, s, _ in client.list_calls][:5] == [29_800, 0, 100, 200, 300]
+
+
+async def test_a_checkpoint_resumes_in_list_mode(ft: FakeTime, tmp_path: Any) -> None:
+    path = tmp_path / "c.json"
+    client = FakeListClient(ft, {"a": W, "b": R})
+    await changes_within(make(client, ["a", "b"], sweep="list", checkpoint=path), ft, 5)
+    client.statuses["a"] = R
+    second = make(client, ["a", "b"], sweep="list", checkpoint=path)
+    assert summary(await changes_within(second, ft, 5)) == [("a", W, R, 2)]
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"sweep": "sometimes"}, ValueError),
+        ({"sweep": "detail", "watch_all": True}, ValueError),
+    ],
+)
+def test_bad_sweep_options_are_refused(options: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        InstanceWatcher(FakeListClient(FakeTime()), **options)
+
+
+@pytest.mark.parametrize("options", [{"sweep": "list"}, {"watch_all": True}])
+def test_a_client_that_cannot_list_is_refused_for_list_mode(options: dict[str, Any]) -> None:
+    with pytest.raises(TypeError, match="cannot list"):
+        InstanceWatcher(FakeClient(FakeTime()), **options)

@@ -1,0 +1,102 @@
+"""The list sweep with the real client against the simulator: page caps, churn, watch_all."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from aiocontainer.client import ContainerClient
+from aiocontainer.errors import InstanceGoneError
+from aiocontainer.models import StatusChange
+from aiocontainer.simulator import Simulator
+from aiocontainer.watcher import InstanceWatcher
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(ContainerClient, "list_page"), reason="the client cannot list"
+)
+
+
+def client_for(sim: Simulator) -> ContainerClient:
+    return ContainerClient(
+        sim.base_url, token=sim.token, timeout=2.0, backoff_factor=0.01, backoff_max=0.05
+    )
+
+
+async def test_a_page_cap_below_the_page_size_still_sees_every_instance_once() -> None:
+    async with (
+        Simulator(
+            instances=250, seed=3, frozen=True, include_seed_instance=False, page_cap=30
+        ) as sim,
+        client_for(sim) as client,
+    ):
+        ids = list(sim.instance_ids)
+        watcher = InstanceWatcher(client, ids, interval=0.5, sweep="list")
+        seen: list[StatusChange] = []
+        watcher.on_change(seen.append)
+        async with watcher:
+            await eventually(lambda: len(seen) == 250, what="every instance")
+            await asyncio.sleep(1.2)  # two more passes: nothing moves, nothing is reported
+        assert Counter(c.instance_id for c in seen) == Counter(ids)
+        endpoints = sim.stats["endpoints"]
+        assert endpoints.get("detail", 0) == 0, endpoints
+
+
+async def test_watch_all_under_churn_reports_each_new_instance_once_and_drops_deleted_ones() -> (
+    None
+):
+    async with (
+        Simulator(
+            instances=120, seed=5, frozen=True, include_seed_instance=False, page_cap=25
+        ) as sim,
+        client_for(sim) as client,
+    ):
+        first = set(sim.instance_ids)
+        watcher = InstanceWatcher(
+            client, interval=0.3, watch_all=True, emit_initial=False, gone_after=1
+        )
+        seen: list[StatusChange] = []
+        gone: list[str] = []
+        watcher.on_change(seen.append)
+
+        def errors(instance_id: str | None, exc: Exception) -> None:
+            if isinstance(exc, InstanceGoneError):
+                gone.append(exc.instance_id)
+
+        watcher.on_error(errors)
+        async with watcher:
+            await eventually(lambda: set(watcher.ids) == first, what="the first pass")
+            assert seen == []
+            sim.set_listing(churn=2)  # each page: two instances created, two deleted
+            await asyncio.sleep(1.5)
+            sim.set_listing(churn=0)
+            now = set(sim.instance_ids)
+            await eventually(lambda: set(watcher.ids) == now, within=10, what="the churn")
+        created = now - first
+        deleted = first - now
+        assert created and deleted
+        assert Counter(c.instance_id for c in seen) == Counter(created)
+        assert all(c.previous is None for c in seen)
+        assert sorted(gone) == sorted(deleted)
+
+
+async def test_list_faults_at_thirty_percent_invent_nothing(caplog: Any) -> None:
+    async with (
+        Simulator(
+            instances=150, seed=9, frozen=True, include_seed_instance=False, page_cap=40
+        ) as sim,
+        client_for(sim) as client,
+    ):
+        sim.set_fault_rate(0.3)
+        ids = list(sim.instance_ids)
+        watcher = InstanceWatcher(client, ids, interval=0.3, sweep="list")
+        seen: list[StatusChange] = []
+        watcher.on_change(seen.append)
+        async with watcher:
+            await eventually(lambda: len(seen) >= 150, within=15, what="every instance")
+            await asyncio.sleep(1.0)
+        assert Counter(c.instance_id for c in seen) == Counter(ids)
+        assert sum(sim.stats["faults"].values()) > 10
