@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 from aiocontainer import AiocontainerError, ContainerClient, InstanceDetail, InstanceStatus
 from aiocontainer._protocol import TASK_TYPES
 from aiocontainer.cli import _output
-from aiocontainer.cli._exits import EXIT_API, EXIT_OK
+from aiocontainer.cli._config import base_url_of
+from aiocontainer.cli._exits import EXIT_API, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from aiocontainer.cli._options import positive_int
 from aiocontainer.cli._run import run_with_client
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ def register(commands: Commands) -> None:
         "entry that cannot be read is reported on stderr after what was listed before it; the "
         "exit code is then 4.",
         run=run,
+        needs_rich=lambda args: args.output == "table",
+        exit_codes=(EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_INTERRUPTED),
     )
     parser.add_argument("--status", choices=STATUSES, help="only instances in this status")
     parser.add_argument(
@@ -51,7 +55,7 @@ def register(commands: Commands) -> None:
     )
     parser.add_argument(
         "--page-size",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         metavar="N",
         help="entries asked for per request (default 100; the server may send fewer)",
@@ -66,16 +70,6 @@ def register(commands: Commands) -> None:
     )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """List the instances."""
     return run_with_client(args, lambda client: list_command(args, client))
@@ -83,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
 
 async def list_command(args: argparse.Namespace, client: ContainerClient) -> int:
     """Print every listed instance; a failure goes to stderr after what was listed."""
-    out, err = _output.consoles()
     listed: list[InstanceDetail] = []
     failure: AiocontainerError | None = None
     stream = client.list_instances(
@@ -92,7 +85,7 @@ async def list_command(args: argparse.Namespace, client: ContainerClient) -> int
     try:
         async for detail in stream:
             if args.output == "jsonl":
-                print(_output.dumps(detail.to_api()), flush=True)
+                _output.emit(_output.dumps(detail.to_api()))
             else:
                 listed.append(detail)
     except AiocontainerError as exc:
@@ -100,10 +93,14 @@ async def list_command(args: argparse.Namespace, client: ContainerClient) -> int
     finally:
         await stream.aclose()
     if args.output == "json":
-        print(_output.dumps([detail.to_api() for detail in listed]))
+        _output.emit(_output.dumps([detail.to_api() for detail in listed]))
     elif args.output == "table" and listed:
-        out.print(_output.detail_table(listed))
+        out = _output.console(stderr=False)
+        try:
+            out.print(_output.detail_table(listed, width=out.width))
+        except BrokenPipeError:
+            raise _output.StdoutClosed from None
     if failure is not None:
-        _output.print_error(err, failure.instance_id, failure)
+        _output.print_error(failure.instance_id, failure, base_url=base_url_of(args))
         return EXIT_API
     return EXIT_OK
