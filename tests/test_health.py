@@ -19,7 +19,7 @@ from aiocontainer.errors import (
 )
 from aiocontainer.simulator import Simulator
 from tests.conftest import eventually
-from tests.watcher_fakes import C, FakeClient, FakeTime, R, W, make
+from tests.watcher_fakes import C, FakeClient, FakeListClient, FakeTime, R, W, make
 
 X, Y, Z = "a" * 32, "b" * 32, "c" * 32
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -269,6 +269,38 @@ async def test_wait_synced_returns_after_the_first_pass(ft: FakeTime) -> None:
         assert not watcher.health().synced
     report = watcher.health()
     assert report.instances["c"].next_due is None  # terminal: not polled again
+
+
+async def test_list_mode_syncs_after_the_first_pass_and_counts_pages(ft: FakeTime) -> None:
+    statuses = {f"i{n:04d}": R for n in range(250)}
+    client = FakeListClient(ft, statuses, page_cap=100)
+    watcher = make(client, list(statuses), sweep="list", emit_initial=False)
+    async with watcher:
+        waiting = asyncio.ensure_future(watcher.wait_synced(timeout=60))
+        await ft.advance(0.9)  # first pass: pages at 0 and 0.5 seen, 1.0 and 1.5 not yet
+        assert not waiting.done() and watcher.health().unsynced == 50
+        await ft.advance(0.2)
+        assert waiting.done() and waiting.result() is None
+        await ft.advance(40)  # staleness stays away while the list keeps seeing every id
+    assert client.detail_calls() == 0
+    stats = watcher.stats
+    assert (stats.detail_polls, stats.sweeps) == (0, 5)
+    assert stats.pages == len(client.list_calls) == stats.requests
+    assert stats.errors == {}
+
+
+async def test_list_mode_reports_an_id_the_list_no_longer_shows_as_stale(ft: FakeTime) -> None:
+    client = FakeListClient(ft, {"a": R, "b": R})
+    watcher = make(client, ["a", "b"], sweep="list", gone_after=100, max_backoff=1)
+    errors: list[tuple[str | None, Exception]] = []
+    watcher.on_error(lambda i, e: errors.append((i, e)))
+    async with watcher:
+        await ft.advance(5)
+        client.statuses["b"] = TransportError("down", instance_id="b")
+        await ft.advance(60)
+    stale = [i for i, e in errors if isinstance(e, InstanceStaleError)]
+    assert stale == ["b"]
+    assert watcher.health().instances["a"].stale is False
 
 
 async def test_wait_synced_times_out_on_the_injected_sleep(ft: FakeTime) -> None:
