@@ -22,6 +22,7 @@ from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 import attrs
 
 from aiocontainer._health import WatchCounters
+from aiocontainer._telemetry import error_fields
 from aiocontainer.errors import ChangesDroppedError, InstanceRecoveredNotice
 from aiocontainer.models import StatusChange
 
@@ -305,10 +306,17 @@ class Delivery:
             try:
                 await call(callback, *item)
             except Exception:
-                log.exception("%s raised while handling an error", consumer)
+                fields = error_fields(*item)
+                log.exception("%s raised while handling an error", consumer, extra=fields)
 
         def overflow(item: tuple[str | None, Exception]) -> None:
-            log.warning("%s fell behind; dropped error for %s: %s", consumer, item[0], item[1])
+            log.warning(
+                "%s fell behind; dropped error for %s: %s",
+                consumer,
+                item[0],
+                item[1],
+                extra=error_fields(*item),
+            )
 
         box = Outbox(
             deliver, limit=self.queue_size, on_overflow=overflow, name=f"aiocontainer-{consumer}"
@@ -331,7 +339,7 @@ class Delivery:
     def publish(self, change: StatusChange) -> None:
         """Queue ``change`` for every consumer that wants it."""
         if self.counters is not None:
-            self.counters.changes += 1
+            self.counters.changed()
         for wants, box in self._changes:
             if wants.matches(change):
                 box.put(change, start=self.active)
@@ -344,11 +352,11 @@ class Delivery:
             self.counters.count(exc)
         if not self._errors:
             level = logging.INFO if isinstance(exc, InstanceRecoveredNotice) else logging.WARNING
-            log.log(
-                level, "instance %s: %s", instance_id, exc, exc_info=exc if unexpected else None
-            )
+            trace = exc if unexpected else None
+            fields = error_fields(instance_id, exc)
+            log.log(level, "instance %s: %s", instance_id, exc, exc_info=trace, extra=fields)
             return
-        log.debug("instance %s: %s", instance_id, exc)
+        log.debug("instance %s: %s", instance_id, exc, extra=error_fields(instance_id, exc))
         for box in self._errors:
             box.put((instance_id, exc), start=self.active)
 

@@ -23,6 +23,7 @@ import types
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Protocol
 
 import attrs
 
@@ -116,8 +117,21 @@ class WatcherStats:
     errors: Mapping[str, int] = attrs.field(factory=lambda: types.MappingProxyType({}))
 
 
+class MetricsSink(Protocol):
+    """Where counts go besides ``WatcherStats`` (OpenTelemetry instruments, see ``_telemetry``)."""
+
+    def changes(self, count: int) -> None:
+        """``count`` changes were emitted."""
+
+    def drops(self, count: int) -> None:
+        """``count`` changes were dropped."""
+
+    def stale(self, delta: int) -> None:
+        """The number of stale instances moved by ``delta``."""
+
+
 class WatchCounters:
-    """The mutable counters behind ``WatcherStats``; each ``count_*`` costs one addition."""
+    """The mutable counters behind ``WatcherStats``, passed on to an optional ``MetricsSink``."""
 
     __slots__ = (
         "changes",
@@ -126,11 +140,13 @@ class WatchCounters:
         "errors",
         "pages",
         "recovered",
+        "sink",
         "stale",
         "sweeps",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, sink: MetricsSink | None = None) -> None:
+        self.sink = sink
         self.detail_polls = 0
         self.sweeps = 0
         self.pages = 0
@@ -145,6 +161,21 @@ class WatchCounters:
         self.errors[type(exc).__name__] += 1
         if isinstance(exc, ChangesDroppedError):
             self.drops += 1
+            if self.sink is not None:
+                self.sink.drops(1)
+
+    def changed(self) -> None:
+        """Count one emitted change."""
+        self.changes += 1
+        if self.sink is not None:
+            self.sink.changes(1)
+
+    def staleness(self, delta: int) -> None:
+        """An id went stale (+1) or stopped being stale (-1, recovered or forgotten)."""
+        if delta > 0:
+            self.stale += delta
+        if self.sink is not None:
+            self.sink.stale(delta)
 
     def snapshot(self) -> WatcherStats:
         """A frozen copy of the counters."""
@@ -394,6 +425,7 @@ class HealthMonitor:
         report: Callable[[str | None, Exception], None],
         entries: Callable[[], Iterable[Entry]] = tuple,
         queue_depths: Callable[[], Mapping[str, int]] = dict,
+        sink: MetricsSink | None = None,
     ) -> None:
         if stale_after is not None and not stale_after > 0:
             raise ValueError("stale_after must be positive")
@@ -402,7 +434,7 @@ class HealthMonitor:
             stale_after=3 * interval if stale_after is None else stale_after,
             on_synced=self._synced,
         )
-        self.counters = WatchCounters()
+        self.counters = WatchCounters(sink)
         self._clock = clock
         self._report = report
         self._entries = entries
@@ -415,6 +447,9 @@ class HealthMonitor:
 
     def forgotten(self, instance_id: str) -> None:
         """An id is no longer watched (removed, or dropped as gone)."""
+        seen = self.book.seen(instance_id)
+        if seen is not None and seen.stale:
+            self.counters.staleness(-1)
         self.book.forget(instance_id)
 
     def restart(self) -> None:
@@ -433,13 +468,14 @@ class HealthMonitor:
         )
         if blind_for is not None:
             self.counters.recovered += 1
+            self.counters.staleness(-1)
             self._report(instance_id, InstanceRecoveredNotice(instance_id, blind_for=blind_for))
 
     def check(self) -> None:
         """Report the ids that went stale since the last check, once each."""
         book = self.book
         for instance_id, age in book.due_stale(now=self._clock()):
-            self.counters.stale += 1
+            self.counters.staleness(+1)
             error = InstanceStaleError(instance_id, age=age, stale_after=book.stale_after)
             self._report(instance_id, error)
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, Protocol, cast
 
 from aiocontainer._delivery import log
+from aiocontainer._protocol import LIST_PATH
 from aiocontainer._schedule import SchedulePolicy
 from aiocontainer._sweep import (
     MODES,
@@ -29,6 +30,7 @@ from aiocontainer._sweep import (
     probe_offset,
     sweep_is_cheaper,
 )
+from aiocontainer._telemetry import log_fields
 from aiocontainer._tracker import Tracker
 from aiocontainer.errors import AiocontainerError
 
@@ -135,7 +137,12 @@ class Sweeper:
                 page = await self._client.list_page(start=start, limit=limit)
             except Exception as exc:
                 if not isinstance(exc, AiocontainerError):
-                    log.error("listing at offset %d raised %s", start, type(exc).__name__)
+                    log.error(
+                        "listing at offset %d raised %s",
+                        start,
+                        type(exc).__name__,
+                        extra=log_fields(endpoint=LIST_PATH),
+                    )
                 self._tracker.report_failure(None, exc)
                 sweep.abandon()
                 break

@@ -31,6 +31,7 @@ from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._rotation import Rotation
 from aiocontainer._schedule import Entry, SchedulePolicy, after_failure, after_success
 from aiocontainer._sweep import Listed, classify
+from aiocontainer._telemetry import log_fields
 from aiocontainer._waits import WaitRegistry
 from aiocontainer.errors import (
     AiocontainerError,
@@ -246,6 +247,7 @@ class Tracker:
                 instance_id,
                 type(exc).__name__,
                 exc_info=exc,
+                extra=log_fields(instance_id=instance_id),
             )
             return exc
 

@@ -50,6 +50,7 @@ from aiocontainer._protocol import (
     retry_delay,
     validate_instance_id,
 )
+from aiocontainer._telemetry import Lookup, endpoint_of, error_fields, log_fields, start_lookup
 from aiocontainer._tokens import Secret, TokenKeeper, TokenProvider, leaks, mentions, redact
 from aiocontainer._version import __version__
 from aiocontainer.errors import (
@@ -125,6 +126,7 @@ class ContainerClient:
     never closed here. ``ssl`` takes an ``ssl.SSLContext``; verification is on by default.
     Redirects are never followed. ``clock`` (monotonic seconds), ``sleep`` and ``wall_clock``
     (epoch seconds, compared with a token's ``expireTime``) can be replaced, for tests.
+    ``trace_configs`` (aiohttp ``TraceConfig`` objects) go to the client's own session.
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class ContainerClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         self._base_urls = ai_base_urls(base_url)
         self._current = 0  # the base URL in use: the last one that worked
@@ -158,6 +161,9 @@ class ContainerClient:
         require(max_body_bytes > 0, "max_body_bytes must be positive")
         require(refresh_margin >= 0, "refresh_margin must not be negative")
         require(ssl is None or isinstance(ssl, _ssl.SSLContext), "ssl must be an SSLContext")
+        # A borrowed session has its own trace configs; silently ignoring these would hide it.
+        require(session is None or not trace_configs, "trace_configs need the client's own session")
+        self._trace_configs = list(trace_configs or ())
         self._concurrency = concurrency
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_seconds = timeout
@@ -254,6 +260,7 @@ class ContainerClient:
                 # The API authenticates by header; keeping cookies would only cost time (a
                 # sixth of a request's CPU, measured) and carry state between requests.
                 cookie_jar=aiohttp.DummyCookieJar(),
+                trace_configs=self._trace_configs or None,
             )
             # See the import-time check above; a borrowed session keeps its behaviour.
             session._retry_connection = False
@@ -313,6 +320,23 @@ class ContainerClient:
         label: str,
         body: dict[str, Any] | None = None,
     ) -> _T:
+        """One lookup: its attempts inside one telemetry span (see ``_telemetry``)."""
+        with start_lookup(path, instance_id) as lookup:
+            return await self._attempts(
+                path, params, reader, instance_id=instance_id, label=label, body=body, lookup=lookup
+            )
+
+    async def _attempts(
+        self,
+        path: str,
+        params: _Params,
+        reader: _Reader[_T],
+        *,
+        instance_id: str | None,
+        label: str,
+        body: dict[str, Any] | None,
+        lookup: Lookup,
+    ) -> _T:
         """Send one request until it succeeds or the retry policy gives up.
 
         ``instance_id`` is what a transport error is about; ``label`` names the request in the
@@ -333,9 +357,11 @@ class ContainerClient:
             try:
                 if token is None:
                     token = await self._tokens.current(self._provider_bound(deadline))
+                lookup.sent(attempt)
                 status, headers, raw = await self._exchange(
                     path, params, body, token, instance_id, label
                 )
+                lookup.answered(status)
                 return reader(status, headers, raw, token.reveal())
             except AiocontainerError as exc:
                 failure = exc
@@ -370,6 +396,13 @@ class ContainerClient:
                 delay,
                 attempt,
                 str(failure),  # text only: a kept record must not keep the error's frames
+                extra=error_fields(
+                    instance_id,
+                    failure,
+                    attempt=attempt,
+                    delay=delay,
+                    endpoint=endpoint_of(path, instance_id),
+                ),
             )
             if delay > 0:
                 await self._sleep(delay)
@@ -421,10 +454,17 @@ class ContainerClient:
         if failure is not None:
             # Raised outside the except block so the foreign exception is not kept as __context__.
             if _log.isEnabledFor(logging.DEBUG):
-                _log.debug("GET %s failed: %s", path, failure)
+                where = endpoint_of(path, instance_id)
+                fields = error_fields(instance_id, failure, endpoint=where)
+                _log.debug("GET %s failed: %s", path, failure, extra=fields)
             raise failure
         if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("GET %s -> %d (%.3fs)", path, status, time.perf_counter() - started)
+            fields = log_fields(
+                instance_id=instance_id, http_status=status, endpoint=endpoint_of(path, instance_id)
+            )
+            _log.debug(
+                "GET %s -> %d (%.3fs)", path, status, time.perf_counter() - started, extra=fields
+            )
         return status, headers, body
 
     async def _read_body(self, response: aiohttp.ClientResponse, instance_id: str | None) -> bytes:
@@ -467,7 +507,12 @@ class ContainerClient:
         """
         if len(self._base_urls) > 1 and self._current == failed:
             self._current = (failed + 1) % len(self._base_urls)
-            _log.warning("base URL %s failed; using %s", self._base_urls[failed], self.base_url)
+            _log.warning(
+                "base URL %s failed; using %s",
+                self._base_urls[failed],
+                self.base_url,
+                extra=log_fields(),
+            )
 
     def _transport_error(
         self, exc: BaseException, instance_id: str | None, label: str, token: Secret

@@ -44,6 +44,7 @@ from aiocontainer._protocol import require, validate_instance_id
 from aiocontainer._schedule import COALESCE as _COALESCE
 from aiocontainer._schedule import SchedulePolicy
 from aiocontainer._sweeper import attach_sweeper
+from aiocontainer._telemetry import watcher_metrics
 from aiocontainer._tracker import PollingClient, Tracker
 from aiocontainer._waits import Waiter, WaitRegistry, WaitResult, wait_each, wait_statuses
 from aiocontainer.errors import AiocontainerError
@@ -165,6 +166,7 @@ class InstanceWatcher(HealthView):
             report=self._delivery.report,
             entries=lambda: self._tracker.entries.values(),
             queue_depths=self._delivery.queue_depths,
+            sink=watcher_metrics(),
         )
         self._delivery.counters = self._health.counters
         self._waits = WaitRegistry()
