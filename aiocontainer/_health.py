@@ -7,7 +7,8 @@ Rule 1: an instance is *stale* when it has been expected to be polled and no pol
 Rule 2: going stale and recovering are each reported once: ``due_stale`` yields an instance the
         first time it is found stale, ``observed`` returns a recovery only for an instance that
         had been reported stale. Nothing is reported again while the state holds.
-Rule 3: the instances that can go stale are kept in the order of their last observation, so an
+Rule 3: the instances that can go stale are kept in the order of their last observation (times
+        come from one monotonic clock, so they arrive in that order), so an
         observation costs O(1) and ``due_stale`` looks only at the ones it reports plus one.
 Rule 4: *synced* means every watched instance has been observed at least once since watching
         last (re)started; an instance added later is unsynced until its first observation.
