@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from aiocontainer import ContainerClient, InstanceWatcher, StatusChange
-from aiocontainer._health import ObservationBook, WatchCounters, build_report
+from aiocontainer._health import HealthMonitor, ObservationBook, WatchCounters, build_report
 from aiocontainer._schedule import Entry
 from aiocontainer.errors import (
     AiocontainerError,
@@ -398,3 +398,40 @@ async def test_synced_and_health_through_an_outage_against_the_simulator() -> No
     recovered = [i for i, e in errors if isinstance(e, InstanceRecoveredNotice)]
     assert sorted(stale) == sorted(ids) == sorted(recovered)  # once each
     assert watcher.stats.errors["TransportError"] >= 5
+
+
+def test_monitor_feeds_a_metrics_sink_and_forgetting_a_stale_id_lowers_the_gauge() -> None:
+    calls: list[tuple[str, int]] = []
+
+    class Sink:
+        def changes(self, count: int) -> None:
+            calls.append(("changes", count))
+
+        def drops(self, count: int) -> None:
+            calls.append(("drops", count))
+
+        def stale(self, delta: int) -> None:
+            calls.append(("stale", delta))
+
+    now = [0.0]
+    reported: list[tuple[str | None, Exception]] = []
+    monitor = HealthMonitor(
+        stale_after=None,
+        interval=1.0,
+        clock=lambda: now[0],
+        report=lambda i, e: reported.append((i, e)),
+        sink=Sink(),
+    )
+    monitor.added([X, Y])
+    now[0] = 3.5
+    monitor.check()  # both stale: three intervals passed
+    monitor.observed(X, at=T0, status="Running", terminal=False)  # X recovers
+    monitor.forgotten(Y)  # Y is removed while stale
+    monitor.counters.changed()
+    assert calls == [("stale", 1), ("stale", 1), ("stale", -1), ("stale", -1), ("changes", 1)]
+    assert [type(e).__name__ for _, e in reported] == [
+        "InstanceStaleError",
+        "InstanceStaleError",
+        "InstanceRecoveredNotice",
+    ]
+    assert monitor.report().watched == 0  # no entries source given: nothing to list
