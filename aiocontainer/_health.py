@@ -7,7 +7,8 @@ Rule 1: an instance is *stale* when it has been expected to be polled and no pol
 Rule 2: going stale and recovering are each reported once: ``due_stale`` yields an instance the
         first time it is found stale, ``observed`` returns a recovery only for an instance that
         had been reported stale. Nothing is reported again while the state holds.
-Rule 3: the instances that can go stale are kept in the order of their last observation, so an
+Rule 3: the instances that can go stale are kept in the order of their last observation (times
+        come from one monotonic clock, so they arrive in that order), so an
         observation costs O(1) and ``due_stale`` looks only at the ones it reports plus one.
 Rule 4: *synced* means every watched instance has been observed at least once since watching
         last (re)started; an instance added later is unsynced until its first observation.
@@ -23,10 +24,15 @@ import types
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Protocol
 
 import attrs
 
+from aiocontainer._schedule import Entry
+from aiocontainer.errors import ChangesDroppedError, InstanceRecoveredNotice, InstanceStaleError
+
 __all__ = [
+    "HealthMonitor",
     "HealthReport",
     "InstanceHealth",
     "ObservationBook",
@@ -112,8 +118,21 @@ class WatcherStats:
     errors: Mapping[str, int] = attrs.field(factory=lambda: types.MappingProxyType({}))
 
 
+class MetricsSink(Protocol):
+    """Where counts go besides ``WatcherStats`` (OpenTelemetry instruments, see ``_telemetry``)."""
+
+    def changes(self, count: int) -> None:
+        """``count`` changes were emitted."""
+
+    def drops(self, count: int) -> None:
+        """``count`` changes were dropped."""
+
+    def stale(self, delta: int) -> None:
+        """The number of stale instances moved by ``delta``."""
+
+
 class WatchCounters:
-    """The mutable counters behind ``WatcherStats``; each ``count_*`` costs one addition."""
+    """The mutable counters behind ``WatcherStats``, passed on to an optional ``MetricsSink``."""
 
     __slots__ = (
         "changes",
@@ -122,11 +141,13 @@ class WatchCounters:
         "errors",
         "pages",
         "recovered",
+        "sink",
         "stale",
         "sweeps",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, sink: MetricsSink | None = None) -> None:
+        self.sink = sink
         self.detail_polls = 0
         self.sweeps = 0
         self.pages = 0
@@ -136,9 +157,26 @@ class WatchCounters:
         self.recovered = 0
         self.errors: Counter[str] = Counter()
 
-    def count_error(self, exc: BaseException) -> None:
-        """Count one reported error under its class name."""
+    def count(self, exc: BaseException) -> None:
+        """Count one reported error under its class name (and a dropped change as a drop)."""
         self.errors[type(exc).__name__] += 1
+        if isinstance(exc, ChangesDroppedError):
+            self.drops += 1
+            if self.sink is not None:
+                self.sink.drops(1)
+
+    def changed(self) -> None:
+        """Count one emitted change."""
+        self.changes += 1
+        if self.sink is not None:
+            self.sink.changes(1)
+
+    def staleness(self, delta: int) -> None:
+        """An id went stale (+1) or stopped being stale (-1, recovered or forgotten)."""
+        if delta > 0:
+            self.stale += delta
+        if self.sink is not None:
+            self.sink.stale(delta)
 
     def snapshot(self) -> WatcherStats:
         """A frozen copy of the counters."""
@@ -158,7 +196,16 @@ class WatchCounters:
 class _Seen:
     """When one instance was last observed, and what the book concluded about it."""
 
-    __slots__ = ("at", "at_rest", "at_wall", "observed", "stale", "status", "watched_from")
+    __slots__ = (
+        "at",
+        "at_rest",
+        "at_wall",
+        "observed",
+        "polled_at",
+        "stale",
+        "status",
+        "watched_from",
+    )
 
     def __init__(self, since: float) -> None:
         #: Monotonic time of the last observation, or of the start of watching before one.
@@ -169,6 +216,8 @@ class _Seen:
         self.status: str | None = None
         self.observed = False
         self.stale = False
+        #: Monotonic time the last poll of it started, or None.
+        self.polled_at: float | None = None
         #: Terminal, so not expected to be polled on the interval: it cannot go stale.
         self.at_rest = False
 
@@ -236,6 +285,12 @@ class ObservationBook:
 
     # -- observations --------------------------------------------------------------------------
 
+    def polled(self, instance_id: str, *, now: float) -> None:
+        """A poll of ``instance_id`` starts now (for the estimate of its next one)."""
+        seen = self._seen.get(instance_id)
+        if seen is not None:
+            seen.polled_at = now
+
     def observed(
         self, instance_id: str, *, now: float, at: datetime, status: str, at_rest: bool
     ) -> float | None:
@@ -292,22 +347,8 @@ class ObservationBook:
         return instance_id in self._seen and instance_id not in self._unsynced
 
 
-@attrs.frozen(kw_only=True)
-class Schedule:
-    """What the scheduler knows of one instance, for the report (plain values)."""
-
-    instance_id: str
-    failures: int = 0
-    #: Visits to let pass before the next poll.
-    rest: int = 0
-    #: Terminal and not polled again.
-    dormant: bool = False
-    #: A poll of it is in flight.
-    polling: bool = False
-
-
 def build_report(
-    schedules: Iterable[Schedule],
+    entries: Iterable[Entry],
     book: ObservationBook,
     *,
     now: float,
@@ -318,13 +359,13 @@ def build_report(
 ) -> HealthReport:
     """Assemble a ``HealthReport`` from plain inputs at monotonic time ``now``.
 
-    ``next_due`` is an estimate: a rotation visits each id about once per ``interval``, and an
-    id at rest lets ``rest`` visits pass, so it is ``(rest + 1) * interval`` after its last
-    observation, or 0 while a poll is in flight or overdue.
+    ``next_due`` is an estimate: a rotation visits each id once per ``interval``, at the same
+    place in it as its last poll, and an id at rest lets ``rest`` more visits pass; it is 0
+    while a poll is in flight or before the first one.
     """
     instances: dict[str, InstanceHealth] = {}
     watching: list[tuple[float, str]] = []  # (last observation time, id) of ids not at rest
-    for sched in schedules:
+    for sched in entries:
         seen = book.seen(sched.instance_id)
         if seen is None:
             continue
@@ -334,10 +375,11 @@ def build_report(
         next_due: float | None
         if sched.dormant:
             next_due = None
-        elif sched.polling:
+        elif sched.poll is not None or seen.polled_at is None:
             next_due = 0.0
         else:
-            next_due = max(0.0, (sched.rest + 1) * interval - since)
+            next_visit = -(now - seen.polled_at) % interval
+            next_due = next_visit + sched.rest * interval
         instances[sched.instance_id] = InstanceHealth(
             instance_id=sched.instance_id,
             status=seen.status,
@@ -364,3 +406,105 @@ def build_report(
         queue_depths=types.MappingProxyType(dict(queue_depths)),
         instances=types.MappingProxyType(instances),
     )
+
+
+class HealthMonitor:
+    """The watcher's side of health: the book, the counters, and what goes to ``on_error``.
+
+    ``entries`` and ``queue_depths`` say what is watched and queued, for ``report()``. The
+    watcher tells it what happens (ids added and forgotten, polls, observations, reported
+    errors) and calls ``check()`` as its rotation ticks; it reports each id going stale and
+    recovering once through ``report``. ``when_synced`` callbacks run once, at the next sync.
+    """
+
+    def __init__(
+        self,
+        *,
+        stale_after: float | None,
+        interval: float,
+        clock: Callable[[], float],
+        report: Callable[[str | None, Exception], None],
+        entries: Callable[[], Iterable[Entry]] = tuple,
+        queue_depths: Callable[[], Mapping[str, int]] = dict,
+        sink: MetricsSink | None = None,
+    ) -> None:
+        if stale_after is not None and not stale_after > 0:
+            raise ValueError("stale_after must be positive")
+        self.interval = interval
+        self.book = ObservationBook(
+            stale_after=3 * interval if stale_after is None else stale_after,
+            on_synced=self._synced,
+        )
+        self.counters = WatchCounters(sink)
+        self._clock = clock
+        self._report = report
+        self._entries = entries
+        self._queue_depths = queue_depths
+        self._sync_callbacks: list[Callable[[], None]] = []
+
+    def added(self, ids: Iterable[str]) -> None:
+        """Ids are now watched."""
+        self.book.watch(ids, now=self._clock())
+
+    def forgotten(self, instance_id: str) -> None:
+        """An id is no longer watched (removed, or dropped as gone)."""
+        seen = self.book.seen(instance_id)
+        if seen is not None and seen.stale:
+            self.counters.staleness(-1)
+        self.book.forget(instance_id)
+
+    def restart(self) -> None:
+        """Watching (re)starts: sync is earned again, pauses do not count as blind time."""
+        self.book.restart(now=self._clock())
+
+    def polled(self, instance_id: str) -> None:
+        """A detail poll of ``instance_id`` starts."""
+        self.counters.detail_polls += 1
+        self.book.polled(instance_id, now=self._clock())
+
+    def observed(self, instance_id: str, *, at: datetime, status: str, terminal: bool) -> None:
+        """A poll (or a sweep) saw ``instance_id``; a stale one is reported recovered."""
+        blind_for = self.book.observed(
+            instance_id, now=self._clock(), at=at, status=status, at_rest=terminal
+        )
+        if blind_for is not None:
+            self.counters.recovered += 1
+            self.counters.staleness(-1)
+            self._report(instance_id, InstanceRecoveredNotice(instance_id, blind_for=blind_for))
+
+    def check(self) -> None:
+        """Report the ids that went stale since the last check, once each."""
+        book = self.book
+        for instance_id, age in book.due_stale(now=self._clock()):
+            self.counters.staleness(+1)
+            error = InstanceStaleError(instance_id, age=age, stale_after=book.stale_after)
+            self._report(instance_id, error)
+
+    def report(self) -> HealthReport:
+        """The ``HealthReport`` of the watched entries now."""
+        return build_report(
+            self._entries(),
+            self.book,
+            now=self._clock(),
+            interval=self.interval,
+            changes_emitted=self.counters.changes,
+            changes_dropped=self.counters.drops,
+            queue_depths=self._queue_depths(),
+        )
+
+    def when_synced(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when every watched id has been observed (now, if it is)."""
+        if self.book.synced:
+            callback()
+        else:
+            self._sync_callbacks.append(callback)
+
+    def forget_sync_callback(self, callback: Callable[[], None]) -> None:
+        """Drop a ``when_synced`` callback that is no longer wanted (its wait ended)."""
+        if callback in self._sync_callbacks:
+            self._sync_callbacks.remove(callback)
+
+    def _synced(self) -> None:
+        callbacks, self._sync_callbacks = self._sync_callbacks, []
+        for callback in callbacks:
+            callback()

@@ -16,12 +16,13 @@ import asyncio
 import logging
 import ssl as _ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
 import aiohttp
 from yarl import URL
 
+from aiocontainer._telemetry import endpoint_of, error_fields, log_fields
 from aiocontainer._tokens import Secret, leaks, mentions, redact
 from aiocontainer._version import __version__
 from aiocontainer.errors import (
@@ -68,6 +69,7 @@ class Transport:
         session: aiohttp.ClientSession | None,
         ssl: _ssl.SSLContext | None,
         max_body_bytes: int,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         self.base_urls = base_urls
         self._current = 0  # the base URL in use: the last one that worked
@@ -77,6 +79,7 @@ class Transport:
         self._rate_limit = rate_limit
         self._ssl = ssl
         self._max_body_bytes = max_body_bytes
+        self._trace_configs = list(trace_configs or ())
         # The same options on every request: built once, not per request.
         self._request_options: dict[str, Any] = {"allow_redirects": False, "timeout": self._timeout}
         if ssl is not None:
@@ -114,6 +117,7 @@ class Transport:
                 # The API authenticates by header; keeping cookies would only cost time (a
                 # sixth of a request's CPU, measured) and carry state between requests.
                 cookie_jar=aiohttp.DummyCookieJar(),
+                trace_configs=self._trace_configs or None,
             )
             # See the import-time check above; a borrowed session keeps its behaviour.
             session._retry_connection = False
@@ -170,10 +174,17 @@ class Transport:
         if failure is not None:
             # Raised outside the except block so the foreign exception is not kept as __context__.
             if _log.isEnabledFor(logging.DEBUG):
-                _log.debug("GET %s failed: %s", path, failure)
+                where = endpoint_of(path, instance_id)
+                fields = error_fields(instance_id, failure, endpoint=where)
+                _log.debug("GET %s failed: %s", path, failure, extra=fields)
             raise failure
         if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("GET %s -> %d (%.3fs)", path, status, time.perf_counter() - started)
+            fields = log_fields(
+                instance_id=instance_id, http_status=status, endpoint=endpoint_of(path, instance_id)
+            )
+            _log.debug(
+                "GET %s -> %d (%.3fs)", path, status, time.perf_counter() - started, extra=fields
+            )
         return status, headers, body
 
     async def _read_body(self, response: aiohttp.ClientResponse, instance_id: str | None) -> bytes:
@@ -216,7 +227,12 @@ class Transport:
         """
         if len(self.base_urls) > 1 and self._current == failed:
             self._current = (failed + 1) % len(self.base_urls)
-            _log.warning("base URL %s failed; using %s", self.base_urls[failed], self.base_url)
+            _log.warning(
+                "base URL %s failed; using %s",
+                self.base_urls[failed],
+                self.base_url,
+                extra=log_fields(),
+            )
 
     def _transport_error(
         self, exc: BaseException, instance_id: str | None, label: str, token: Secret

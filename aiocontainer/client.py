@@ -47,6 +47,7 @@ from aiocontainer._protocol import (
     retry_delay,
     validate_instance_id,
 )
+from aiocontainer._telemetry import Lookup, endpoint_of, error_fields, start_lookup
 from aiocontainer._tokens import TokenKeeper, TokenProvider
 from aiocontainer._transport import Params, Transport
 from aiocontainer.errors import (
@@ -105,6 +106,7 @@ class ContainerClient:
     never closed here. ``ssl`` takes an ``ssl.SSLContext``; verification is on by default.
     Redirects are never followed. ``clock`` (monotonic seconds), ``sleep`` and ``wall_clock``
     (epoch seconds, compared with a token's ``expireTime``) can be replaced, for tests.
+    ``trace_configs`` (aiohttp ``TraceConfig`` objects) go to the client's own session.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class ContainerClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         urls = ai_base_urls(base_url)
         require(concurrency >= 1, "concurrency must be at least 1")
@@ -137,6 +140,8 @@ class ContainerClient:
         require(max_body_bytes > 0, "max_body_bytes must be positive")
         require(refresh_margin >= 0, "refresh_margin must not be negative")
         require(ssl is None or isinstance(ssl, _ssl.SSLContext), "ssl must be an SSLContext")
+        # A borrowed session has its own trace configs; silently ignoring these would hide it.
+        require(session is None or not trace_configs, "trace_configs need the client's own session")
         self._concurrency = concurrency
         self._timeout_seconds = timeout
         self._max_attempts = max_attempts
@@ -156,6 +161,7 @@ class ContainerClient:
             session=session,
             ssl=ssl,
             max_body_bytes=max_body_bytes,
+            trace_configs=trace_configs,
         )
         self._closed = False
         self._inflight: dict[str, asyncio.Future[_Outcome]] = {}
@@ -272,6 +278,23 @@ class ContainerClient:
         label: str,
         body: dict[str, Any] | None = None,
     ) -> _T:
+        """One lookup: its attempts inside one telemetry span (see ``_telemetry``)."""
+        with start_lookup(path, instance_id) as lookup:
+            return await self._attempts(
+                path, params, reader, instance_id=instance_id, label=label, body=body, lookup=lookup
+            )
+
+    async def _attempts(
+        self,
+        path: str,
+        params: _Params,
+        reader: _Reader[_T],
+        *,
+        instance_id: str | None,
+        label: str,
+        body: dict[str, Any] | None,
+        lookup: Lookup,
+    ) -> _T:
         """Send one request until it succeeds or the retry policy gives up.
 
         ``instance_id`` is what a transport error is about; ``label`` names the request in the
@@ -292,9 +315,11 @@ class ContainerClient:
             try:
                 if token is None:
                     token = await self._tokens.current(self._provider_bound(deadline))
+                lookup.sent(attempt)
                 status, headers, raw = await self._transport.exchange(
                     path, params, body, token, instance_id, label
                 )
+                lookup.answered(status)
                 return reader(status, headers, raw, token.reveal())
             except AiocontainerError as exc:
                 failure = exc
@@ -329,6 +354,13 @@ class ContainerClient:
                 delay,
                 attempt,
                 str(failure),  # text only: a kept record must not keep the error's frames
+                extra=error_fields(
+                    instance_id,
+                    failure,
+                    attempt=attempt,
+                    delay=delay,
+                    endpoint=endpoint_of(path, instance_id),
+                ),
             )
             if delay > 0:
                 await self._sleep(delay)

@@ -16,7 +16,7 @@ PURE += ["_sim_world.py", "_sim_lifecycle.py", "_sim_faults.py", "_sim_auth.py"]
 PURE += ["_schedule.py", "_lifecycle.py", "_checkpoint.py"]
 PURE += ["_options.py", "_version.py", "_paging.py"]
 PURE += ["_signing.py", "_regions.py", "_credentials.py"]
-PURE += ["_health.py"]
+PURE += ["_health.py", "_telemetry.py"]
 
 
 def imported_modules(path: Path) -> set[str]:

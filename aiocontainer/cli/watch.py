@@ -21,7 +21,7 @@ from aiocontainer import (
     WaitTimeoutError,
 )
 from aiocontainer._json import loads
-from aiocontainer.cli import _output
+from aiocontainer.cli import _output, board
 from aiocontainer.cli._config import base_url_of, give_up_hint
 from aiocontainer.cli._exits import (
     EXIT_API,
@@ -48,7 +48,7 @@ def register(commands: Commands) -> None:
         "Poll instances and print one line per status change. The first line of each instance "
         "shows the status it had when watching began. Ctrl-C stops cleanly (exit 130).",
         run=run_watch,
-        needs_rich=False,
+        needs_rich=lambda args: bool(args.board),
         exit_codes=(EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_INTERRUPTED),
     )
     watch.add_argument(
@@ -85,6 +85,17 @@ def register(commands: Commands) -> None:
         metavar="PATH",
         help="remember statuses here; a later watch with the same file reports what changed "
         "while nothing was watching",
+    )
+    watch.add_argument(
+        "--health-every",
+        type=positive_float,
+        metavar="S",
+        help='with -o jsonl, also write a health record every S seconds ({"type": "health"})',
+    )
+    watch.add_argument(
+        "--board",
+        action="store_true",
+        help="a live full-screen board of every instance instead of change lines (a terminal only)",
     )
 
     wait = commands.add(
@@ -233,6 +244,7 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
         watch_all=args.watch_all,
     )
     closed = False
+    display = board.Display.from_args(args, watcher, requests=lambda: client.stats.requests)
 
     @watcher.on_change
     def show(change: StatusChange) -> None:
@@ -243,7 +255,7 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
             if args.output == "jsonl":
                 _output.emit(_output.dumps(_output.change_record(change)))
             else:
-                _output.emit(_output.change_line(change))
+                display.changed(change, lambda: _output.change_line(change))
         except _output.StdoutClosed:
             closed = True  # nobody reads any more (| head): stop polling, quietly
             watcher.stop()
@@ -252,11 +264,16 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
 
     @watcher.on_error
     def complain(instance_id: str | None, exc: Exception) -> None:
+        display.error()
         complaints(instance_id, exc)
         if isinstance(exc, InstanceGoneError) and not watcher.ids and not args.watch_all:
             watcher.stop()  # every id is gone: nothing is left to watch
 
-    await watcher.run()
+    try:
+        async with display.running():
+            await watcher.run()
+    except _output.StdoutClosed:
+        closed = True
     if closed:
         raise _output.StdoutClosed
     if complaints.fatal is not None:
