@@ -287,7 +287,7 @@ class ContainerClient:
     async def _attempts(
         self,
         path: str,
-        params: _Params,
+        params: Params,
         reader: _Reader[_T],
         *,
         instance_id: str | None,
