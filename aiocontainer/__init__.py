@@ -8,6 +8,8 @@ Look up one instance, look up thousands at once, or watch them change status::
 
 import logging as _logging
 
+from aiocontainer._health import HealthReport, InstanceHealth, WatcherStats
+from aiocontainer._paging import ListPage
 from aiocontainer._version import __version__
 from aiocontainer.auth import Credentials, Region, ScnetAuth
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
@@ -26,15 +28,19 @@ from aiocontainer.errors import (
     FileTooLargeError,
     HTTPStatusError,
     InstanceGoneError,
+    InstanceRecoveredNotice,
+    InstanceStaleError,
     InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
+    ListEntryError,
     LoginError,
     MissingParameterError,
     PermissionDeniedError,
     RegionNotFoundError,
     RegionUnavailableError,
     ResponseError,
+    SyncTimeoutError,
     TokenError,
     TransportError,
     UserFrozenError,
@@ -66,13 +72,19 @@ __all__ = [
     "FileCheckError",
     "FileTooLargeError",
     "HTTPStatusError",
+    "HealthReport",
     "InstanceDetail",
     "InstanceGoneError",
+    "InstanceHealth",
+    "InstanceRecoveredNotice",
+    "InstanceStaleError",
     "InstanceStatus",
     "InstanceWatcher",
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",
+    "ListEntryError",
+    "ListPage",
     "LoginError",
     "MissingParameterError",
     "MountInfo",
@@ -85,6 +97,7 @@ __all__ = [
     "Result",
     "ScnetAuth",
     "StatusChange",
+    "SyncTimeoutError",
     "TokenError",
     "TokenProvider",
     "TransportError",
@@ -92,5 +105,6 @@ __all__ = [
     "WaitError",
     "WaitFailedError",
     "WaitTimeoutError",
+    "WatcherStats",
     "__version__",
 ]

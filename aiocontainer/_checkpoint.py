@@ -28,6 +28,7 @@ from aiocontainer._diff import Snapshot
 from aiocontainer._json import JSONError
 from aiocontainer._json import loads as json_loads
 from aiocontainer._protocol import validate_instance_id
+from aiocontainer._telemetry import log_fields
 from aiocontainer.errors import CheckpointError, CheckpointLockedError, InvalidInstanceIdError
 
 try:
@@ -165,15 +166,17 @@ def load(path: str) -> dict[str, Snapshot]:
         with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
-        _log.warning("checkpoint %s does not exist yet; starting fresh", path)
+        _log.warning("checkpoint %s does not exist yet; starting fresh", path, extra=log_fields())
         return {}
     except OSError as exc:
-        _log.warning("checkpoint %s cannot be read (%s); starting fresh", path, exc)
+        _log.warning(
+            "checkpoint %s cannot be read (%s); starting fresh", path, exc, extra=log_fields()
+        )
         return {}
     try:
         states, skipped = parse(raw, path=path)
     except CheckpointError as exc:
-        _log.warning("checkpoint %s is corrupt (%s); starting fresh", path, exc)
+        _log.warning("checkpoint %s is corrupt (%s); starting fresh", path, exc, extra=log_fields())
         return {}
     if skipped:
         _log.warning(
@@ -182,6 +185,7 @@ def load(path: str) -> dict[str, Snapshot]:
             len(skipped),
             len(states),
             skipped[0],
+            extra=log_fields(),
         )
     return states
 
@@ -262,7 +266,12 @@ class CheckpointLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             # The checkpoint cannot be written either; each save will report that.
-            _log.warning("checkpoint lock %s cannot be created (%s); not locked", self.path, exc)
+            _log.warning(
+                "checkpoint lock %s cannot be created (%s); not locked",
+                self.path,
+                exc,
+                extra=log_fields(),
+            )
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -21,7 +21,9 @@ from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 import attrs
 
-from aiocontainer.errors import ChangesDroppedError
+from aiocontainer._health import WatchCounters
+from aiocontainer._telemetry import error_fields
+from aiocontainer.errors import ChangesDroppedError, InstanceRecoveredNotice
 from aiocontainer.models import StatusChange
 
 __all__ = [
@@ -132,6 +134,11 @@ class Outbox(Generic[_T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def name(self) -> str:
+        """The consumer this queue delivers to."""
+        return self._name.removeprefix("aiocontainer-")
 
     def put(self, item: _T, *, start: bool) -> None:
         """Queue ``item`` (dropping the oldest when full) and deliver it now if ``start``."""
@@ -264,6 +271,8 @@ class Delivery:
         self._changes: list[tuple[ChangeFilter, Outbox[StatusChange]]] = []
         self._errors: list[Outbox[tuple[str | None, Exception]]] = []
         self._streams: weakref.WeakSet[ChangeStream] = weakref.WeakSet()
+        #: Counts what is published and reported, for the watcher's health and stats.
+        self.counters: WatchCounters | None = None
 
     def limit(self, queue_size: int | None) -> int:
         """A consumer's queue size: its own, else the watcher's."""
@@ -297,10 +306,17 @@ class Delivery:
             try:
                 await call(callback, *item)
             except Exception:
-                log.exception("%s raised while handling an error", consumer)
+                fields = error_fields(*item)
+                log.exception("%s raised while handling an error", consumer, extra=fields)
 
         def overflow(item: tuple[str | None, Exception]) -> None:
-            log.warning("%s fell behind; dropped error for %s: %s", consumer, item[0], item[1])
+            log.warning(
+                "%s fell behind; dropped error for %s: %s",
+                consumer,
+                item[0],
+                item[1],
+                extra=error_fields(*item),
+            )
 
         box = Outbox(
             deliver, limit=self.queue_size, on_overflow=overflow, name=f"aiocontainer-{consumer}"
@@ -322,6 +338,8 @@ class Delivery:
 
     def publish(self, change: StatusChange) -> None:
         """Queue ``change`` for every consumer that wants it."""
+        if self.counters is not None:
+            self.counters.changed()
         for wants, box in self._changes:
             if wants.matches(change):
                 box.put(change, start=self.active)
@@ -330,12 +348,30 @@ class Delivery:
 
     def report(self, instance_id: str | None, exc: Exception, *, unexpected: bool = False) -> None:
         """Queue an error for every error callback; logged at WARNING when there is none."""
+        if self.counters is not None:
+            self.counters.count(exc)
         if not self._errors:
-            log.warning("instance %s: %s", instance_id, exc, exc_info=exc if unexpected else None)
+            level = logging.INFO if isinstance(exc, InstanceRecoveredNotice) else logging.WARNING
+            trace = exc if unexpected else None
+            fields = error_fields(instance_id, exc)
+            log.log(level, "instance %s: %s", instance_id, exc, exc_info=trace, extra=fields)
             return
-        log.debug("instance %s: %s", instance_id, exc)
+        log.debug("instance %s: %s", instance_id, exc, extra=error_fields(instance_id, exc))
         for box in self._errors:
             box.put((instance_id, exc), start=self.active)
+
+    def queue_depths(self) -> dict[str, int]:
+        """Changes waiting in each change consumer's queue, by name (numbered when repeated)."""
+        named = [(box.name, len(box)) for _, box in self._changes]
+        named += [("changes() iterator", len(stream)) for stream in self._streams]
+        depths: dict[str, int] = {}
+        for name, depth in named:
+            key, n = name, 1
+            while key in depths:
+                n += 1
+                key = f"{name} #{n}"
+            depths[key] = depth
+        return depths
 
     def outboxes(self) -> list[Outbox[Any]]:
         """Every callback's queue, change callbacks first."""

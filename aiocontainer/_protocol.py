@@ -14,47 +14,53 @@ This module imports neither aiohttp nor asyncio.
 
 from __future__ import annotations
 
-import json
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from aiocontainer import _json
 from aiocontainer._convert import structure
 from aiocontainer._options import require  # re-exported for the watcher
-from aiocontainer._tokens import redact
+from aiocontainer._paging import ListPage
+from aiocontainer._tokens import mentions, redact
 from aiocontainer.errors import (
     AiocontainerError,
     ApiError,
     HTTPStatusError,
     InvalidInstanceIdError,
+    ListEntryError,
     ResponseError,
     TransportError,
     api_error_class,
 )
-from aiocontainer.models import InstanceDetail
+from aiocontainer.models import InstanceDetail, InstanceStatus
 
-try:  # orjson is optional (the ``speedups`` extra); it is several times faster on these bodies.
-    import orjson
-
-    _loads: Any = orjson.loads
-    JSON_DECODE_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
-except ImportError:  # pragma: no cover - exercised where orjson is absent
-    _loads = json.loads
-    JSON_DECODE_ERRORS = (ValueError, RecursionError)
+#: The decoder of every body: bounded, and only ``JSONError`` (a ``ValueError``) on bad input.
+#: A module attribute so the benchmark can compare decoders on the same path.
+_loads: Any = _json.loads
+JSON_DECODE_ERRORS: Final[tuple[type[Exception], ...]] = (ValueError,)
 
 __all__ = [
     "DETAIL_PATH",
+    "LIST_PARAMETERS_IN",
+    "LIST_PATH",
     "MAX_BODY_BYTES",
     "RETRYABLE_CODES",
+    "TASK_TYPES",
+    "ai_base_url",
+    "ai_base_urls",
     "detail_path",
     "detail_url",
     "is_retryable",
+    "list_filters",
+    "list_request",
     "loads",
     "normalize_base_url",
     "parse_detail_response",
     "parse_envelope",
     "read_detail",
+    "read_list_page",
     "require",
     "retry_after_seconds",
     "retry_delay",
@@ -62,6 +68,13 @@ __all__ = [
 ]
 
 DETAIL_PATH: Final = "/ai/openapi/v2/instance-service/{id}/detail"
+LIST_PATH: Final = "/ai/openapi/v2/instance-service/task"
+#: Where the list endpoint's parameters go: "query" (what scnet-cli sends, and the default) or
+#: "body" (a JSON body on the GET, as the platform's own examples show). The one place to
+#: change it; the simulator accepts both.
+LIST_PARAMETERS_IN: Final = "query"
+#: The task types the list endpoint documents for ``taskType``.
+TASK_TYPES: Final = frozenset({"ssh", "jupyter", "codeserver", "rstudio"})
 #: Responses larger than this are refused without being read whole.
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 #: Envelope codes worth another attempt: 10001 internal error, 10012 connection interrupted.
@@ -71,7 +84,7 @@ _ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def loads(body: bytes | str) -> Any:
-    """Decode JSON with orjson when installed, else the standard library."""
+    """Decode JSON (orjson when installed, else the standard library) within ``_json``'s bounds."""
     return _loads(body)
 
 
@@ -100,6 +113,31 @@ def normalize_base_url(base_url: str) -> str:
     if "?" in stripped or "#" in stripped:
         raise ValueError("base_url must not carry a query or a fragment")
     return stripped
+
+
+def ai_base_url(base_url: str) -> str:
+    """The base the container paths (``/ai/openapi/v2/...``) are joined to.
+
+    The platform's center lists AI URLs that may end in ``/ai``; one trailing ``/ai`` is
+    stripped, as scnet-cli does, so ``https://host:65106`` and ``https://host:65106/ai`` name the
+    same API. This is an assumption (no document says which form the center sends); a base that
+    really lives under a path ending in ``/ai`` would need that segment twice.
+    """
+    normalized = normalize_base_url(base_url)
+    if normalized.endswith("/ai") and normalized.count("/") > 2:
+        normalized = normalized[: -len("/ai")]
+    return normalized
+
+
+def ai_base_urls(base_url: object) -> tuple[str, ...]:
+    """One or several base URLs, each through ``ai_base_url``, in order, without repeats."""
+    if isinstance(base_url, str):
+        return (ai_base_url(base_url),)
+    if isinstance(base_url, bytes | bytearray) or not isinstance(base_url, Iterable):
+        raise ValueError("base_url must be a URL or a sequence of URLs")
+    urls = tuple(dict.fromkeys(ai_base_url(url) for url in base_url))
+    require(bool(urls), "base_url must name at least one URL")
+    return urls
 
 
 def detail_path(instance_id: str) -> str:
@@ -248,7 +286,7 @@ def read_detail(
     under another's id.
     """
     data = parse_detail_response(status, body, instance_id=asked_id, secret=secret, headers=headers)
-    detail = model_from(data, InstanceDetail, status, headers, asked_id)
+    detail = model_from(data, status, headers, asked_id, secret)
     if detail.id != asked_id and detail.id.lower() != asked_id.lower():
         raise ResponseError(
             f"asked for instance {asked_id}, the answer describes {detail.id[:40]!r}",
@@ -261,23 +299,173 @@ def read_detail(
 
 def model_from(
     data: Any,
-    cls: type[InstanceDetail],
     status: int,
     headers: Mapping[str, str] | None,
     instance_id: str | None,
-    *,
-    where: str = "",
+    secret: str | None,
 ) -> InstanceDetail:
-    """``cls`` built from ``data``, or a ``ResponseError`` naming the bad fields and the answer."""
+    """The model built from ``data``, or a ``ResponseError`` naming the bad fields.
+
+    The converter's message may quote a value the server sent, so the token is blanked out.
+    """
     try:
-        return structure(data, cls)
+        return structure(data, InstanceDetail)
     except ResponseError as exc:
-        raise ResponseError(
-            where + str(exc.args[0]),
+        failure = ResponseError(
+            redact(str(exc.args[0]), secret),
             http_status=status,
             instance_id=instance_id,
             retry_after=retry_after_seconds(headers),
-        ) from exc.__cause__
+        )
+        failure.__cause__ = _safe_cause(exc, secret)
+    # Raised outside the except block, so the converter's own error (whose text may quote the
+    # token) is not kept as __context__.
+    raise failure
+
+
+def _safe_cause(exc: BaseException, secret: str | None) -> BaseException | None:
+    """What a converter error was caused by, unless its text shows the token."""
+    cause = exc.__cause__
+    return None if cause is None or mentions(cause, secret) else cause
+
+
+def list_filters(
+    status: object = None, task_type: object = None, names: object = None
+) -> tuple[tuple[str, str], ...]:
+    """The list endpoint's filters as ``(name, value)`` pairs; ``ValueError`` on a bad value.
+
+    ``status`` is one of the six documented statuses, ``task_type`` one of ``TASK_TYPES``,
+    ``names`` an iterable of instance names (not a bare string); None leaves a filter out.
+    The status filter is strict although statuses in answers pass through unknown: a typo here
+    would silently list nothing.
+    """
+    pairs: list[tuple[str, str]] = []
+    if status is not None:
+        require(
+            isinstance(status, str) and status in _STATUSES,
+            f"status must be one of {', '.join(sorted(_STATUSES))}",
+        )
+        pairs.append(("status", str(status)))
+    if task_type is not None:
+        require(
+            isinstance(task_type, str) and task_type in TASK_TYPES,
+            f"task_type must be one of {', '.join(sorted(TASK_TYPES))}",
+        )
+        pairs.append(("taskType", str(task_type)))
+    if names is not None:
+        if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+            raise ValueError("names must be a list of instance names, not a single string")
+        listed = list(names)
+        require(
+            all(isinstance(name, str) and name for name in listed),
+            "every name must be a non-empty string",
+        )
+        pairs.extend(("instanceServiceName", name) for name in listed)
+    return tuple(pairs)
+
+
+_STATUSES: Final = frozenset(
+    {
+        InstanceStatus.WAITING,
+        InstanceStatus.DEPLOYING,
+        InstanceStatus.RUNNING,
+        *InstanceStatus.TERMINAL,
+    }
+)
+
+
+def list_request(
+    start: int, limit: int, filters: tuple[tuple[str, str], ...]
+) -> tuple[list[tuple[str, str]] | None, dict[str, Any] | None]:
+    """The query parameters and the JSON body of one list request (one of them is None).
+
+    Newest first (``sort=desc``, the documented value): an instance created during a listing
+    then lands before the pages still to come, so it shifts them by one and some ids come
+    again (the pager drops them) but none is skipped for it.
+    """
+    require(
+        not isinstance(start, bool) and isinstance(start, int) and start >= 0,
+        "start must be a non-negative integer",
+    )
+    require(
+        not isinstance(limit, bool) and isinstance(limit, int) and limit >= 1,
+        "limit must be a positive integer",
+    )
+    pairs = [("start", str(start)), ("limit", str(limit)), ("sort", "desc"), *filters]
+    if LIST_PARAMETERS_IN == "query":
+        return pairs, None
+    body: dict[str, Any] = {"start": start, "limit": limit, "sort": "desc"}
+    for key, value in filters:
+        if key == "instanceServiceName":
+            body.setdefault(key, []).append(value)
+        else:
+            body[key] = value
+    return None, body
+
+
+def read_list_page(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes,
+    start: int,
+    *,
+    secret: str | None = None,
+) -> ListPage:
+    """The ``ListPage`` a list answer holds, or the one error the whole answer amounts to.
+
+    ``data`` must be a list (a missing ``data`` is an empty page, as scnet-cli reads it). Each
+    entry that is not an object with a valid id, or does not match the model, becomes a
+    ``ListEntryError`` on the page; the other entries are kept.
+    """
+    data = parse_envelope(status, body, secret=secret, headers=headers)
+    if data is None:
+        data = []
+    if type(data) is not list:
+        raise ResponseError(
+            f"list page at offset {start}: data is a {type(data).__name__}, expected a list",
+            http_status=status,
+            snippet=snippet(body, secret),
+            retry_after=retry_after_seconds(headers),
+        )
+    details: list[InstanceDetail] = []
+    errors: list[ListEntryError] = []
+    for index, entry in enumerate(data):
+        try:
+            details.append(_list_entry(entry, start, index, status, secret))
+        except ListEntryError as exc:
+            errors.append(exc)
+    return ListPage(start=start, count=len(data), details=tuple(details), errors=tuple(errors))
+
+
+def _list_entry(
+    entry: Any, start: int, index: int, status: int, secret: str | None
+) -> InstanceDetail:
+    where = f"list page at offset {start}, entry {index}"
+    if type(entry) is not dict:
+        raise ListEntryError(
+            f"{where}: expected an object, got {type(entry).__name__}",
+            page_start=start,
+            index=index,
+            http_status=status,
+        )
+    raw_id = entry.get("id")
+    if not (isinstance(raw_id, str) and _ID_RE.fullmatch(raw_id)):
+        what = "missing" if raw_id is None else "not 1-128 characters from [A-Za-z0-9_-]"
+        raise ListEntryError(
+            f"{where}: $.id: {what}", page_start=start, index=index, http_status=status
+        )
+    try:
+        return structure(entry, InstanceDetail)
+    except ResponseError as exc:
+        failure = ListEntryError(
+            f"{where} (instance {redact(raw_id, secret)}): {redact(str(exc.args[0]), secret)}",
+            page_start=start,
+            index=index,
+            instance_id=raw_id,
+            http_status=status,
+        )
+        failure.__cause__ = _safe_cause(exc, secret)
+    raise failure
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, Protocol, cast
 
 from aiocontainer._delivery import log
+from aiocontainer._protocol import LIST_PATH
 from aiocontainer._schedule import SchedulePolicy
 from aiocontainer._sweep import (
     MODES,
@@ -31,6 +32,7 @@ from aiocontainer._sweep import (
     probe_offset,
     sweep_is_cheaper,
 )
+from aiocontainer._telemetry import log_fields
 from aiocontainer._tracker import Tracker
 from aiocontainer.errors import AiocontainerError
 
@@ -117,6 +119,7 @@ class Sweeper:
         if offset is None or due <= 2 * self._probed_for:
             return False  # probed already for about this many ids: still not worth a pass
         self._probed_for = due
+        self._tracker.health.counters.pages += 1
         try:
             page = await self._client.list_page(start=offset, limit=1)
         except Exception as exc:  # a failed probe: stay on detail, say why
@@ -127,6 +130,7 @@ class Sweeper:
     async def _pass(self, started: float) -> None:
         """One pass over the list, then detail lookups for the watched ids it did not see."""
         sweep = SweepPass(page_size=PAGE_SIZE)
+        self._tracker.health.counters.sweeps += 1
         spacing = self._policy.interval / self._expected_pages()
         first = self.passes == 0
         slot = failures = 0
@@ -134,11 +138,17 @@ class Sweeper:
             await self._sleep_until(started + slot * spacing)
             slot += 1
             start, limit = request
+            self._tracker.health.counters.pages += 1
             try:
                 page = await self._client.list_page(start=start, limit=limit)
             except Exception as exc:
                 if not isinstance(exc, AiocontainerError):
-                    log.error("listing at offset %d raised %s", start, type(exc).__name__)
+                    log.error(
+                        "listing at offset %d raised %s",
+                        start,
+                        type(exc).__name__,
+                        extra=log_fields(endpoint=LIST_PATH),
+                    )
                 self._tracker.report_failure(None, exc)
                 failures += 1
                 if failures > PAGE_RETRIES:

@@ -20,19 +20,21 @@ import asyncio
 import base64
 import binascii
 import inspect
-import json
 import math
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
+from aiocontainer import _json
 from aiocontainer.errors import TokenError
 
 __all__ = [
+    "FRAGMENT",
     "MIN_EARLY_RENEWAL",
     "Secret",
     "TokenKeeper",
     "TokenProvider",
     "check_token",
+    "leaks",
     "mentions",
     "redact",
     "token_expiry",
@@ -70,15 +72,35 @@ def redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***")
 
 
+#: The shortest run of the token's characters that counts as a piece of it.
+FRAGMENT: Final = 8
+
+
+def leaks(text: str, secret: str | None) -> bool:
+    """True if ``text`` holds the token or any ``FRAGMENT``-character piece of it.
+
+    Foreign messages may quote a cut excerpt of what the server sent (aiohttp keeps 100 bytes
+    of an over-long header line), so a whole-token search is not enough for them.
+    """
+    if not secret:
+        return False
+    if secret in text:
+        return True
+    if len(secret) <= FRAGMENT or len(text) < FRAGMENT:
+        return False
+    pieces = {secret[i : i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
+    return any(text[i : i + FRAGMENT] in pieces for i in range(len(text) - FRAGMENT + 1))
+
+
 def mentions(exc: BaseException, secret: str | None) -> bool:
-    """True if the token shows up anywhere in ``exc``'s text or in what it chains to."""
+    """True if the token, or a piece of it, shows in ``exc``'s text or in what it chains to."""
     if not secret:
         return False
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if secret in repr(current) or secret in str(current):
+        if leaks(repr(current), secret) or leaks(str(current), secret):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -112,8 +134,8 @@ def token_expiry(token: str) -> float | None:
         return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError, RecursionError):
+        claims = _json.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError):  # _json.JSONError is a ValueError
         return None
     if not isinstance(claims, dict):
         return None

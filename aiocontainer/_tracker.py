@@ -24,10 +24,12 @@ from typing import Protocol
 from aiocontainer._checkpoint import CheckpointFile, write_states
 from aiocontainer._delivery import Delivery, log
 from aiocontainer._diff import Snapshot, advance, skipped_between
+from aiocontainer._health import HealthMonitor
 from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._rotation import Rotation
 from aiocontainer._schedule import Entry, SchedulePolicy, after_failure, after_success
 from aiocontainer._sweep import Listed, classify
+from aiocontainer._telemetry import log_fields
 from aiocontainer._waits import WaitRegistry
 from aiocontainer.errors import (
     AiocontainerError,
@@ -100,6 +102,7 @@ class Tracker:
         waits: WaitRegistry,
         checkpoint: CheckpointFile | None,
         on_settled: Callable[[], None],
+        health: HealthMonitor,
     ) -> None:
         self._client = client
         self.policy = self._policy = policy
@@ -114,6 +117,7 @@ class Tracker:
         self._waits = waits
         self.checkpoint = checkpoint
         self._on_settled = on_settled
+        self.health = health
         self._saving: asyncio.Task[None] | None = None
         #: Ids not yet seen terminal; when it empties, every watched id is terminal.
         self.unsettled: set[str] = set()
@@ -130,7 +134,7 @@ class Tracker:
             fetch=self._fetch,
             apply=self._apply,
             wanted=self._wanted,
-            tick=self.maybe_save,
+            tick=self._tick,
         )
 
     @property
@@ -163,8 +167,10 @@ class Tracker:
     def add(self, ids: Iterable[str]) -> None:
         """Watch ids not watched yet, starting from their checkpointed state if there is one."""
         carried = {} if self.checkpoint is None else self.checkpoint.carried
-        for entry in self.rotation.add(ids, lambda i: carried.pop(i, None)):
+        fresh = self.rotation.add(ids, lambda i: carried.pop(i, None))
+        for entry in fresh:
             self.unsettled.add(entry.instance_id)
+        self.health.added(entry.instance_id for entry in fresh)
 
     def remove(self, instance_id: str) -> None:
         """Stop watching one id and forget it, in the checkpoint too; ends its waits."""
@@ -179,6 +185,7 @@ class Tracker:
     def _forget(self, entry: Entry) -> None:
         self.rotation.discard(entry)
         self.unsettled.discard(entry.instance_id)
+        self.health.forgotten(entry.instance_id)
         if self.checkpoint is not None:
             self.checkpoint.mark_dirty()
 
@@ -223,6 +230,8 @@ class Tracker:
         elif seen is Listed.SAME and entry.state is not None:
             entry.state = Snapshot(status=entry.state.status, seq=entry.state.seq, detail=detail)
             after_success(entry, self._policy, terminal=detail.is_terminal)
+            at, terminal = self._now(), detail.is_terminal
+            self.health.observed(key, at=at, status=detail.status, terminal=terminal)
             self._waits.observe(key, detail)
         else:
             entry.listed, entry.listed_late = detail, entry.poll is not None
@@ -238,6 +247,7 @@ class Tracker:
             self.rotation.launch(entry)
 
     async def _fetch(self, instance_id: str) -> InstanceDetail | Exception:
+        self.health.polled(instance_id)
         try:
             async with self._slots:
                 return await self._client.get_instance(instance_id)
@@ -250,6 +260,7 @@ class Tracker:
                 instance_id,
                 type(exc).__name__,
                 exc_info=exc,
+                extra=log_fields(instance_id=instance_id),
             )
             return exc
 
@@ -292,12 +303,16 @@ class Tracker:
         self, entry: Entry, detail: InstanceDetail, *, emit_initial: bool | None = None
     ) -> None:
         before = entry.state
+        observed_at = self._now()
         entry.state, change = advance(
             before,
             detail,
-            observed_at=self._now(),
+            observed_at=observed_at,
             emit_initial=self._emit_initial if emit_initial is None else emit_initial,
             instance_id=entry.instance_id,
+        )
+        self.health.observed(
+            entry.instance_id, at=observed_at, status=detail.status, terminal=detail.is_terminal
         )
         after_success(entry, self._policy, terminal=detail.is_terminal)
         if detail.is_terminal:
@@ -324,6 +339,11 @@ class Tracker:
         self._delivery.report(entry.instance_id, exc)
 
     # -- checkpoint ----------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.maybe_save()
+        if self._life.phase is Phase.RUNNING:
+            self.health.check()
 
     def claim(self) -> None:
         """Lock the checkpoint for this watcher; ``CheckpointLockedError`` if another has it.

@@ -27,13 +27,12 @@ from typing import Any, Final
 import aiohttp
 import attrs
 
-from aiocontainer._credentials import Credentials, _Hidden, login_request, secrets_of
+from aiocontainer._credentials import Credentials, login_request, secrets_of
 from aiocontainer._protocol import normalize_base_url, parse_envelope
 from aiocontainer._regions import (
     Region,
     RegionToken,
     TokenState,
-    ai_base,
     can_renew,
     choose_region,
     decide,
@@ -43,7 +42,7 @@ from aiocontainer._regions import (
     unavailable_error,
 )
 from aiocontainer._signing import check_header_value
-from aiocontainer._tokens import redact, token_expiry
+from aiocontainer._tokens import Secret, redact, token_expiry
 from aiocontainer.client import ContainerClient
 from aiocontainer.errors import (
     AiocontainerError,
@@ -133,23 +132,26 @@ class ScnetAuth:
             platform_url or overrides.get("www") or DEFAULT_PLATFORM_URL
         )
         self._ai_override = overrides.get("ai")
-        self._session = session
-        self._owns_session = session is None
         self._ssl = ssl
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._max_attempts = max_attempts
+        self._http = _PlatformHttp(
+            session=session,
+            ssl=ssl,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            sleep=sleep,
+            secrets=lambda headers: _secret_values(headers, credentials, self._states),
+            count=self._count,
+        )
         self._refresh_margin = refresh_margin
         self._clock = clock
-        self._sleep = sleep
         self._lock = asyncio.Lock()
         self._catalog: tuple[RegionToken, ...] | None = None
         self._states: dict[str, TokenState] = {}
         self._centers: dict[str, tuple[str, ...]] = {}
         self._stats = AuthStats()
-        self._closed = False
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._http.closed else "open"
         return f"<ScnetAuth user={self._credentials.user!r} {self._auth_url} {state}>"
 
     async def __aenter__(self) -> ScnetAuth:
@@ -161,12 +163,8 @@ class ScnetAuth:
 
     async def aclose(self) -> None:
         """Close; our own session is closed exactly once, a borrowed one never."""
-        if self._closed:
-            return
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None and self._owns_session:
-            await session.close()
+        if not self._http.closed:
+            await self._http.aclose()
 
     @property
     def credentials(self) -> Credentials:
@@ -178,8 +176,12 @@ class ScnetAuth:
         """A snapshot of the login, renewal and center call counters."""
         return self._stats
 
+    def _count(self, field: str) -> None:
+        stats = self._stats
+        self._stats = attrs.evolve(stats, **{field: getattr(stats, field) + 1})
+
     def _ensure_open(self) -> None:
-        if self._closed:
+        if self._http.closed:
             raise AuthError("this ScnetAuth is closed; create a new one")
 
     # -- public ---------------------------------------------------------------------------------
@@ -217,14 +219,16 @@ class ScnetAuth:
             if reserved in client_options:
                 raise TypeError(f"{reserved} is chosen by ScnetAuth.client(); do not pass it")
         entry = await self._choose(region)
-        urls = [ai_base(url) for url in await self._ai_urls(entry)]
+        urls = await self._ai_urls(entry)
         if self._ssl is not None:
             client_options.setdefault("ssl", self._ssl)
+        # The client schedules its renewals on the same wall clock as ours.
+        client_options.setdefault("wall_clock", self._clock)
         margin = float(client_options.get("refresh_margin", 60.0))
         provider = _RegionProvider(self, entry.cluster_id, client_margin=margin)
-        # The client takes one base URL today; the others are kept for failover once it takes
-        # a list (the first enabled one is the center's preferred).
-        return ContainerClient(urls[0], token=provider, **client_options)
+        # Every enabled URL, in the center's order: the client moves to the next one only when a
+        # connection fails, and strips the trailing /ai the center's URLs may carry.
+        return ContainerClient(urls, token=provider, **client_options)
 
     # -- regions --------------------------------------------------------------------------------
 
@@ -257,7 +261,7 @@ class ScnetAuth:
         token = await self._token_for(cluster_id, handed=None, client_margin=0.0)
         for retried in (False, True):
             try:
-                return await self._call(
+                return await self._http.call(
                     "GET", self._platform_url + CENTER_PATH, {"token": token}, kind="center"
                 )
             except PermissionDeniedError:
@@ -302,7 +306,7 @@ class ScnetAuth:
         """One ``tokens/next`` call; a refusal (or a token too old for it) means one login."""
         if can_renew(state, self._clock()):
             try:
-                data = await self._call(
+                data = await self._http.call(
                     "POST",
                     self._platform_url + RENEW_PATH,
                     {"token": state.token},
@@ -314,7 +318,7 @@ class ScnetAuth:
                 _log.info(
                     "token renewal for region %s refused (%s); signing in again",
                     cluster_id,
-                    self._short(exc),
+                    self._http.short(exc),
                 )
             else:
                 self._store(cluster_id, new, forced=forced)
@@ -334,7 +338,7 @@ class ScnetAuth:
         request = login_request(self._credentials, self._clock())
         base = self._auth_url if request.host == "auth" else self._platform_url
         try:
-            data = await self._call("POST", base + request.path, request.headers, kind="login")
+            data = await self._http.call("POST", base + request.path, request.headers, kind="login")
         except ApiError as exc:
             if exc.http_status is not None and exc.http_status >= 500:
                 raise
@@ -367,18 +371,51 @@ class ScnetAuth:
             http_status=exc.http_status,
         )
 
-    # -- HTTP ----------------------------------------------------------------------------------
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        self._ensure_open()
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
-            )
-        return self._session
+class _PlatformHttp:
+    """Requests to the platform's token and center endpoints: one session, bounded retries.
 
-    async def _call(self, method: str, url: str, headers: Mapping[str, str], *, kind: str) -> Any:
-        """One request to the platform, tried again only after transport failures and 5xx."""
+    Transport failures and HTTP 5xx are tried again, up to ``max_attempts`` times; nothing else.
+    ``secrets()`` lists what must be blanked out of any message (Rule 3).
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None,
+        ssl: _ssl.SSLContext | None,
+        timeout: float,
+        max_attempts: int,
+        sleep: Callable[[float], Awaitable[Any]],
+        secrets: Callable[[Mapping[str, str]], list[str]],
+        count: Callable[[str], None],
+    ) -> None:
+        self._session = session
+        self._owns_session = session is None
+        self._ssl = ssl
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._secrets = secrets
+        self._count = count
+        self.closed = False
+
+    async def aclose(self) -> None:
+        """Close our own session once; a borrowed one never."""
+        self.closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    def short(self, exc: BaseException, headers: Mapping[str, str] | None = None) -> str:
+        """An error's text for a log line or message, every secret blanked out."""
+        text = f"{type(exc).__name__}: {exc}"
+        for value in self._secrets(headers or {}):
+            text = redact(text, value)
+        return text[:300]
+
+    async def call(self, method: str, url: str, headers: Mapping[str, str], *, kind: str) -> Any:
+        """The envelope's ``data`` of one request, tried again only after transport/5xx."""
         attempt = 1
         while True:
             self._count(_STAT_OF[kind])
@@ -392,27 +429,21 @@ class ScnetAuth:
                 raise failure
             delay = min(4.0, 0.25 * 2**attempt)
             _log.warning(
-                "%s request failed (%s); retrying in %.2fs", kind, self._short(failure), delay
+                "%s request failed (%s); retrying in %.2fs", kind, self.short(failure), delay
             )
             await self._sleep(delay)
             attempt += 1
 
-    def _count(self, field: str) -> None:
-        stats = self._stats
-        self._stats = attrs.evolve(stats, **{field: getattr(stats, field) + 1})
-
-    def _short(self, exc: BaseException, headers: Mapping[str, str] | None = None) -> str:
-        """An error's text for a log line or message, every secret blanked out (Rule 3)."""
-        text = f"{type(exc).__name__}: {exc}"
-        for value in _secret_values(headers or {}, self._credentials, self._states):
-            text = redact(text, value)
-        return text[:300]
-
     async def _send(self, method: str, url: str, headers: Mapping[str, str]) -> Any:
-        session = self._ensure_session()
+        if self.closed:
+            raise AuthError("this ScnetAuth is closed; create a new one")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
+            )
         failure: AiocontainerError | None = None
         try:
-            async with session.request(
+            async with self._session.request(
                 method,
                 url,
                 headers=dict(headers),
@@ -427,7 +458,7 @@ class ScnetAuth:
                     if len(body) > _MAX_BODY:
                         break
         except _FOREIGN_ERRORS as exc:
-            failure = TransportError(f"{method} {_path(url)}: {self._short(exc, headers)}")
+            failure = TransportError(f"{method} {_path(url)}: {self.short(exc, headers)}")
         if failure is not None:
             raise failure  # outside the except block: the foreign error is not kept as context
         _log.debug("%s %s -> %d", method, _path(url), status)
@@ -449,7 +480,7 @@ class _RegionProvider:
         self._auth = auth
         self._cluster_id = cluster_id
         self._client_margin = client_margin
-        self._last: _Hidden | None = None
+        self._last: Secret | None = None
 
     async def __call__(self) -> str:
         token = await self._auth._token_for(
@@ -457,7 +488,7 @@ class _RegionProvider:
             handed=self._last.reveal() if self._last is not None else None,
             client_margin=self._client_margin,
         )
-        self._last = _Hidden(token)
+        self._last = Secret(token)
         return token
 
     def __repr__(self) -> str:

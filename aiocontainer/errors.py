@@ -8,7 +8,8 @@ Everything the library raises on purpose derives from :class:`AiocontainerError`
     ├── InvalidInstanceIdError (also ValueError) bad id, raised before any I/O
     ├── TransportError                          connect/read failure, timeout, disconnect; retried
     ├── ResponseError                           not JSON, no envelope, data missing or malformed
-    │   └── HTTPStatusError (also ApiError)     HTTP error status without a readable envelope
+    │   ├── HTTPStatusError (also ApiError)     HTTP error status without a readable envelope
+    │   └── ListEntryError(page_start, index)   one entry of a list page does not parse
     ├── ApiError(code, msg, instance_id, http_status)   envelope code != "0"
     │   ├── InternalApiError            10001  internal error (retried)
     │   ├── MissingParameterError       10003
@@ -59,6 +60,7 @@ __all__ = [
     "InternalApiError",
     "InvalidInstanceIdError",
     "InvalidParameterError",
+    "ListEntryError",
     "MissingParameterError",
     "PermissionDeniedError",
     "ResponseError",
@@ -130,6 +132,27 @@ class ResponseError(AiocontainerError):
         if self.snippet:
             text += f": {self.snippet!r}"
         return text
+
+
+class ListEntryError(ResponseError):
+    """One entry of a list page has no valid id or does not parse; the other entries may.
+
+    ``page_start`` is the page's offset, ``index`` the entry's place on it, ``instance_id``
+    the entry's id when it has a valid one (else None); the message names the page and field.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        page_start: int,
+        index: int,
+        instance_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, instance_id=instance_id)
+        self.page_start = page_start
+        self.index = index
 
 
 class ApiError(AiocontainerError):
@@ -393,3 +416,53 @@ class RegionUnavailableError(AuthError):
         #: Why: ``"no_token"`` (account disabled or in arrears), ``"platform"`` (the platform's
         #: own token) or ``"no_ai_url"`` (the center lists no enabled AI URL).
         self.reason = reason
+
+
+# -- Watcher health (staleness reported through on_error) ---------------------------------------
+#
+#   AiocontainerError
+#   ├── InstanceStaleError                      no successful poll of an id for ``stale_after``
+#   ├── InstanceRecoveredNotice                 a stale id was observed again (not a failure)
+#   └── SyncTimeoutError (also TimeoutError)    ``wait_synced`` ran out of time
+
+__all__ += ["InstanceRecoveredNotice", "InstanceStaleError", "SyncTimeoutError"]
+
+
+class InstanceStaleError(AiocontainerError):
+    """No poll of a watched id succeeded for longer than ``stale_after``; reported once."""
+
+    def __init__(self, instance_id: str, *, age: float, stale_after: float) -> None:
+        super().__init__(
+            f"instance {instance_id} is stale: not observed for {age:.1f}s "
+            f"(stale after {stale_after:g}s)"
+        )
+        self.instance_id: str | None = instance_id
+        #: Seconds it had gone unobserved when it was found stale.
+        self.age: float = age
+        #: The watcher's ``stale_after``.
+        self.stale_after: float = stale_after
+
+
+class InstanceRecoveredNotice(AiocontainerError):
+    """A stale id was observed again; sent once after its ``InstanceStaleError`` to clear it.
+
+    It is a notice, not a failure: it reaches ``on_error`` so that whatever raised an alert on
+    ``InstanceStaleError`` can lower it; the watcher logs it at INFO when no callback is set.
+    """
+
+    def __init__(self, instance_id: str, *, blind_for: float) -> None:
+        super().__init__(f"instance {instance_id} is observed again after {blind_for:.1f}s")
+        self.instance_id: str | None = instance_id
+        #: Seconds between the start of the stale spell's unobserved time and this observation.
+        self.blind_for: float = blind_for
+
+
+class SyncTimeoutError(AiocontainerError, TimeoutError):
+    """``wait_synced`` timed out before every watched id was observed once."""
+
+    def __init__(self, *, unsynced: int, timeout: float) -> None:
+        super().__init__(f"{unsynced} watched instances not observed within {timeout:g}s")
+        #: How many watched ids were still unobserved.
+        self.unsynced: int = unsynced
+        #: The timeout that ran out.
+        self.timeout: float = timeout

@@ -37,11 +37,14 @@ from aiocontainer._delivery import (
     ErrorCallback,
     Statuses,
 )
+from aiocontainer._health import HealthMonitor
+from aiocontainer._health_view import HealthView
 from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._protocol import require, validate_instance_id
 from aiocontainer._schedule import COALESCE as _COALESCE
 from aiocontainer._schedule import SchedulePolicy
 from aiocontainer._sweeper import attach_sweeper
+from aiocontainer._telemetry import watcher_metrics
 from aiocontainer._tracker import PollingClient, Tracker
 from aiocontainer._waits import Waiter, WaitRegistry, WaitResult, wait_each, wait_statuses
 from aiocontainer.errors import AiocontainerError
@@ -73,7 +76,7 @@ def _key(instance_id: str) -> str:
     return validate_instance_id(instance_id).lower()
 
 
-class InstanceWatcher:
+class InstanceWatcher(HealthView):
     """Poll instances through a client and report each status change once, in order.
 
     Use ``async with watcher:`` to watch in the background while a block runs, or
@@ -103,7 +106,8 @@ class InstanceWatcher:
     (one pass per interval), ``"detail"`` polls each id, ``"auto"`` picks the cheaper way each
     interval; ``watch_all=True`` watches every instance the list shows (see ``_sweeper``).
 
-    ``clock``, ``sleep``, ``rand`` (jitter) and ``now`` (``observed_at``) can be injected.
+    ``clock``, ``sleep``, ``rand`` (jitter) and ``now`` (``observed_at``) can be injected;
+    ``stale_after``: see ``HealthView``.
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class InstanceWatcher:
         concurrency: int | None = None,
         jitter: float = 0.1,
         drain_timeout: float = 1.0,
+        stale_after: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -154,6 +159,16 @@ class InstanceWatcher:
         self._nudge = asyncio.Event()
         self._background: asyncio.Task[None] | None = None
         self._delivery = Delivery(queue_size=queue_size)
+        self._health = HealthMonitor(
+            stale_after=stale_after,
+            interval=policy.interval,
+            clock=clock,
+            report=self._delivery.report,
+            entries=lambda: self._tracker.entries.values(),
+            queue_depths=self._delivery.queue_depths,
+            sink=watcher_metrics(),
+        )
+        self._delivery.counters = self._health.counters
         self._waits = WaitRegistry()
         self._tracker = Tracker(
             client,
@@ -169,6 +184,7 @@ class InstanceWatcher:
             waits=self._waits,
             checkpoint=None if checkpoint is None else CheckpointFile(checkpoint),
             on_settled=self._check_finished,
+            health=self._health,
         )
         attach_sweeper(self._tracker, client, sweep=sweep, watch_all=watch_all)
         self._tracker.add(wanted)
@@ -301,6 +317,7 @@ class InstanceWatcher:
         self._tracker.claim()
         self._life.move(Phase.RUNNING)
         self._nudge = asyncio.Event()
+        self._health.restart()
 
     async def _watch(self) -> None:
         nudge = self._nudge

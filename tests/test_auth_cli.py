@@ -155,6 +155,7 @@ async def test_regions_json_and_table(live_platform: FakePlatform, tmp_path: Pat
     assert header.split() == ["NAME", "CLUSTER", "ID", "AVAILABLE", "AI", "URLS"]
     assert rows[0].split()[:3] == ["East", "11112", "yes"]
     assert rows[1].split()[:3] == ["Frozen", "33334", "no"]
+    assert "available no: no token issued for the region (account disabled or in arrears)" in err
     assert not any(row.split()[0] == "ac" for row in rows)  # the platform token is no region
 
 
@@ -224,3 +225,69 @@ def test_regions_help_tells_the_precedence(capsys: pytest.CaptureFixture[str]) -
         parse("regions", "--help")
     text: Any = capsys.readouterr().out
     assert "how a command connects" in text and "--region NAME|ID" in text
+
+
+# -- against the embedded simulator ----------------------------------------------------------
+
+
+async def test_regions_and_region_lookup_against_the_simulator(tmp_path: Path) -> None:
+    from aiocontainer.simulator import SEED_INSTANCE_ID, Simulator
+
+    async with Simulator(instances=2) as sim:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIOCONTAINER_", "SCNET_")) and k != "COLUMNS"
+        }
+        env.update(
+            SCNET_HOME=str(tmp_path),
+            SCNET_USER=sim.user,
+            SCNET_ACCESS_KEY=sim.access_key,
+            SCNET_SECRET_KEY=sim.secret_key,
+            AIOCONTAINER_AUTH_URL=sim.url,
+            AIOCONTAINER_PLATFORM_URL=sim.url,
+        )
+        code, out, err = await run_process(
+            sys.executable, "-m", "aiocontainer", "regions", "-o", "json", env=env, timeout=60
+        )
+        assert code == 0, err
+        listed = [(r["name"], r["cluster_id"], r["available"]) for r in json.loads(out)]
+        assert listed == [(r.name, r.cluster_id, r.available) for r in sim.regions]
+        region = next(r for r in sim.regions if r.available)
+        code, out, err = await run_process(
+            sys.executable,
+            "-m",
+            "aiocontainer",
+            "get",
+            SEED_INSTANCE_ID,
+            "-o",
+            "json",
+            "--region",
+            region.name,
+            env=env,
+            timeout=60,
+        )
+        assert code == 0, err
+        assert json.loads(out)["id"] == SEED_INSTANCE_ID
+        assert sim.secret_key not in out + err
+
+
+async def test_demo_goes_from_keys_to_regions_to_a_client() -> None:
+    code, out, err = await run_process(
+        sys.executable,
+        "-m",
+        "aiocontainer",
+        "demo",
+        "--instances",
+        "2",
+        "--speed",
+        "200",
+        "--fault-rate",
+        "0",
+        env={k: v for k, v in os.environ.items() if not k.startswith("AIOCONTAINER_")},
+        timeout=120,
+    )
+    assert code == 0, err
+    assert "signed in as magic2 with an access key; regions: " in out
+    assert "(11245, unavailable)" in out
+    assert "region 华东一区【昆山】: AI URL http://127.0.0.1:" in out

@@ -347,3 +347,50 @@ async def test_get_json_from_stdin_is_keyed_by_id_even_for_one_id(cli: Cli, sim:
     assert keyed.json() == {one: sim.instance(one)}
     several = await cli.run("get", "-", "-o", "json", stdin="\n".join(sim.instance_ids))
     assert list(several.json()) == sim.instance_ids
+
+
+# -- answers that say what happened --------------------------------------------------------------
+
+
+async def test_get_of_an_unknown_id_reads_no_such_instance(cli: Cli) -> None:
+    result = await cli.run("get", UNKNOWN_ID)
+    assert result.code == 4
+    assert result.err.splitlines()[0] == (
+        f"{UNKNOWN_ID}: InvalidParameterError: no such instance (or not yours) "
+        "(code 10004, the platform said '参数无效')"
+    )
+
+
+async def test_get_of_a_truncated_answer_reads_truncated_or_invalid_json(
+    cli: Cli, sim: Simulator
+) -> None:
+    sim.script_faults(SEED_ID, ["truncated"] * 10)
+    result = await cli.run("--timeout", "2", "get", SEED_ID)
+    assert result.code == 4
+    assert f"{SEED_ID}: ResponseError: truncated or invalid JSON" in result.err
+
+
+async def test_get_to_an_unreachable_base_url_says_cannot_reach_it(cli: Cli) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = await cli.run("get", "--base-url", url, "--timeout", "1", SEED_ID, UNKNOWN_ID)
+    assert result.code == 4
+    assert f"{SEED_ID}: TransportError: cannot reach {url} (connection refused)" in result.err
+    assert "ssl:default" not in result.err
+    assert f"aiocontainer: cannot reach {url}: check --base-url" in result.err
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+async def test_get_table_fits_the_terminal_and_never_wraps_id_or_status(
+    cli: Cli, sim: Simulator, columns: int
+) -> None:
+    ids = sim.instance_ids
+    sim.set_status(ids[1], "Terminated")
+    result = await cli.run("get", *ids, env=cli.env(COLUMNS=str(columns)))
+    assert result.code == 0, result
+    header, *rows = result.lines()
+    assert all(len(line) <= columns for line in result.lines()), result.out
+    assert header.split()[:3] == ["ID", "NAME", "STATUS"]
+    assert len(rows) == len(ids), "one line per instance: nothing wraps"
+    for instance_id, row in zip(ids, rows, strict=True):
+        assert row.split()[0] == instance_id
+        assert sim.status(instance_id) in row.split()

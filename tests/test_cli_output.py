@@ -12,7 +12,7 @@ from rich.console import Console
 
 from aiocontainer import InstanceDetail, StatusChange
 from aiocontainer.cli import _output
-from aiocontainer.errors import ApiError
+from aiocontainer.errors import ApiError, ResponseError, TransportError
 from tests.conftest import seed_envelope
 
 HOSTILE = (
@@ -90,13 +90,13 @@ def test_change_lines_show_server_statuses_visibly() -> None:
     )
 
 
-def test_error_lines_show_server_messages_visibly() -> None:
+def test_error_lines_show_server_messages_visibly(capsys: pytest.CaptureFixture[str]) -> None:
     exc = ApiError("10004", "gone \x1b]0;pwned\x07 [/bold]")
     line = _output.error_line("4c1f43ddb030483e89b55413bee6c004", exc)
     assert "\x1b" not in line and "\\x1b]0;pwned\\x07 [/bold]" in line
-    buffer = io.StringIO()
-    _output.print_error(Console(file=buffer, width=400, force_terminal=True), None, exc)
-    assert "[/bold]" in buffer.getvalue() and "\x1b]" not in buffer.getvalue()
+    _output.print_error(None, exc)
+    printed = capsys.readouterr().err
+    assert "[/bold]" in printed and "\x1b]" not in printed
 
 
 def test_json_escapes_what_a_terminal_would_obey_and_reads_back_unchanged() -> None:
@@ -130,3 +130,44 @@ def test_emit_turns_a_closed_pipe_into_stdout_closed() -> None:
     lines = io.StringIO()
     _output.emit("one", lines)
     assert lines.getvalue() == "one\n"
+
+
+@pytest.mark.parametrize(
+    ("exc", "says"),
+    [
+        (
+            ApiError("10004", "参数无效"),
+            "ApiError: no such instance (or not yours) (code 10004, the platform said '参数无效')",
+        ),
+        (
+            ApiError("10008", "权限不足"),
+            "ApiError: permission denied: the token is wrong, expired, or not for this API "
+            "(code 10008, the platform said '权限不足')",
+        ),
+        (
+            ApiError("99999", ""),
+            "ApiError: a code the API documentation does not list (code 99999)",
+        ),
+        (
+            TransportError(
+                "ClientConnectorError: Cannot connect to host 127.0.0.1:9 ssl:default "
+                "[Connect call failed ('127.0.0.1', 9)] (instance x)"
+            ),
+            "TransportError: cannot reach http://127.0.0.1:9 (connection refused)",
+        ),
+        (
+            TransportError("ClientConnectorError: [Errno 111] Connection refused"),
+            "TransportError: cannot reach http://127.0.0.1:9 (connection refused)",
+        ),
+        (
+            TransportError("no complete answer within 2s (instance x)"),
+            "TransportError: cannot reach http://127.0.0.1:9 (no answer in time)",
+        ),
+        (
+            ResponseError("body is not a JSON envelope", snippet='{"code": "0", "da'),
+            "ResponseError: truncated or invalid JSON in the answer: body is not a JSON envelope",
+        ),
+    ],
+)
+def test_errors_read_as_what_happened(exc: Exception, says: str) -> None:
+    assert _output.describe(exc, base_url="http://127.0.0.1:9").startswith(says)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -26,13 +27,58 @@ def exit_codes_in(help_text: str) -> set[int]:
     return {int(m.group(1)) for m in re.finditer(r"^\s+(\d+)\s+\S", section, re.MULTILINE)}
 
 
-@pytest.mark.parametrize("command", [[], ["get"], ["watch"], ["wait"], ["demo"]])
-async def test_help_documents_every_exit_code(cli: Cli, command: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("command", "codes"),
+    [
+        ([], EXIT_CODES),
+        (["get"], {0, 2, 4, 130}),
+        (["watch"], {0, 2, 4, 130}),
+        (["wait"], EXIT_CODES),
+        (["demo"], {0, 2, 130}),
+        (["simulate"], {0, 1, 2}),
+    ],
+)
+async def test_help_shows_the_exit_codes_that_apply(
+    cli: Cli, command: list[str], codes: set[int]
+) -> None:
     result = await cli.run(*command, "--help")
     assert result.code == 0
-    assert exit_codes_in(result.out) == EXIT_CODES
-    assert re.search(r"^\s+130\s+interrupted", result.out, re.MULTILINE)
-    assert re.search(r"^\s+3\s+.*timed out", result.out, re.MULTILINE)
+    assert exit_codes_in(result.out) == codes
+    if 130 in codes:
+        assert re.search(r"^\s+130\s+interrupted", result.out, re.MULTILINE)
+    if 3 in codes:
+        assert re.search(r"^\s+3\s+.*timed out", result.out, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "default"),
+    [
+        (["simulate"], "--port PORT", "8765"),
+        (["simulate"], "--speed SPEED", "1.0"),
+        (["watch"], "--interval S", "5"),
+        (["demo"], "--speed F", "20"),
+    ],
+)
+async def test_help_shows_defaults(cli: Cli, command: list[str], option: str, default: str) -> None:
+    result = await cli.run(*command, "--help")
+    entry = re.search(rf"^  {re.escape(option)}(.*?)^  -", result.out, re.MULTILINE | re.DOTALL)
+    assert entry, result.out
+    assert re.search(rf"\(default:? {re.escape(default)}\)", " ".join(entry[1].split()))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-v", "simulate", "-h"],
+        ["-vv", "demo", "--help"],
+        ["--timeout", "3", "wait", "--help"],
+        ["--concurrency", "4", "get", "--help"],
+    ],
+)
+async def test_global_options_stand_before_every_command(cli: Cli, args: list[str]) -> None:
+    result = await cli.run(*args)
+    assert result.code == 0, result
+    assert result.out.startswith("usage: aiocontainer ")
 
 
 @pytest.mark.parametrize("command", [[], ["get"], ["watch"], ["wait"]])
@@ -204,17 +250,34 @@ async def test_verbose_watch_with_faults_never_shows_the_token(cli: Cli, sim: Si
     assert CHANGE_LINE.match(result.lines()[0])
 
 
-@pytest.mark.parametrize(
-    "args",
-    [["get", SEED_ID], ["watch", SEED_ID], ["wait", SEED_ID, "--for", "Running"], ["demo"]],
-)
-async def test_without_rich_the_cli_says_how_to_install_it(
+@pytest.mark.parametrize("args", [["get", SEED_ID], ["get", SEED_ID, "-o", "table"], ["demo"]])
+async def test_without_rich_tables_say_how_to_install_it(
     cli: Cli, sim: Simulator, args: list[str]
 ) -> None:
     result = await cli.run(*args, python=without_rich())
     assert_one_line_hint(result)
     assert "pip install 'aiocontainer[cli]'" in result.err
     assert requests(sim) == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["get", SEED_ID, "-o", "json"],
+        ["get", SEED_ID, "-o", "jsonl"],
+        ["watch", SEED_ID, "-o", "jsonl", "--until-terminal", "--interval", "0.1"],
+        ["watch", SEED_ID, "--until-terminal", "--interval", "0.1"],
+        ["wait", SEED_ID, "--for", "Completed", "--interval", "0.1"],
+    ],
+)
+async def test_without_rich_json_and_plain_lines_still_work(
+    cli: Cli, sim: Simulator, args: list[str]
+) -> None:
+    sim.set_status(SEED_ID, "Completed")
+    result = await cli.run(*args, python=without_rich())
+    assert result.code == 0, result
+    assert SEED_ID in result.out or json.loads(result.lines()[0])["id"] == SEED_ID
+    assert result.err == ""
 
 
 async def test_a_token_file_that_is_not_utf8_is_a_one_line_hint(

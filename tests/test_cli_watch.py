@@ -16,10 +16,13 @@ from aiocontainer.simulator import Simulator
 from tests.conftest import (
     CHANGE_LINE,
     LINE_TIMEOUT,
+    SEED_ID,
     TERMINAL,
     UNKNOWN_ID,
     Cli,
     assert_one_line_hint,
+    base_env,
+    closed_port,
     eventually,
     piped_outcome,
     requests,
@@ -308,4 +311,168 @@ async def test_wait_with_several_ids_on_stdin_is_a_usage_error(cli: Cli, sim: Si
     result = await cli.run("wait", "-", "--for", "Running", stdin=f"{first}\n{second}\n")
     assert_one_line_hint(result)
     assert "exactly one instance id" in result.err
+    assert requests(sim) == 0
+
+
+# -- answers that say what happened --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", SEED_ID, "--interval", "0.1"],
+        ["wait", SEED_ID, "--for", "Running", "--interval", "0.1", "--timeout", "600"],
+    ],
+)
+async def test_a_rejected_token_ends_watch_and_wait_at_once_with_exit_4(
+    cli: Cli, sim: Simulator, args: list[str]
+) -> None:
+    rejected = sim.issue_token(ttl=-60)
+    cli.secrets.append(rejected)
+    env = base_env(AIOCONTAINER_BASE_URL=sim.base_url, AIOCONTAINER_TOKEN=rejected)
+    result = await cli.run(*args, env=env)
+    assert result.code == 4, result
+    assert result.out == ""
+    assert "permission denied" in result.err and "'权限不足'" in result.err
+    assert (
+        result.err.strip()
+        .splitlines()[-1]
+        .startswith("aiocontainer: the platform refused the token (code 10008): check --token-file")
+    )
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", SEED_ID, "--interval", "0.1"],
+        ["wait", SEED_ID, "--for", "Running", "--interval", "0.1", "--timeout", "600"],
+    ],
+)
+async def test_an_unreachable_base_url_ends_watch_and_wait_with_exit_4(
+    cli: Cli, args: list[str]
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    env = base_env(AIOCONTAINER_BASE_URL=url, AIOCONTAINER_TOKEN=cli.sim.token)
+    result = await cli.run("--timeout", "1", *args, env=env)
+    assert result.code == 4, result
+    assert f"cannot reach {url} (connection refused)" in result.err
+    assert "ssl:default" not in result.err
+    assert result.err.strip().splitlines()[-1] == (
+        f"aiocontainer: cannot reach {url}: check --base-url or AIOCONTAINER_BASE_URL"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--for", "running"], "unknown status 'running' in --for (did you mean Running?)"),
+        (["--for", "Runing"], "unknown status 'Runing' in --for (did you mean Running?)"),
+        (["--for", "Running", "--fail-on", "Failed,Kaput"], "unknown status 'Kaput' in --fail-on"),
+    ],
+)
+async def test_an_unknown_status_to_wait_for_is_a_usage_error(
+    cli: Cli, sim: Simulator, args: list[str], says: str
+) -> None:
+    result = await cli.run("wait", SEED_ID, *args)
+    assert_one_line_hint(result)
+    assert says in result.err and "--allow-unknown-status" in result.err
+    assert requests(sim) == 0
+
+
+async def test_allow_unknown_status_waits_for_a_status_beyond_the_six(
+    cli: Cli, sim: Simulator
+) -> None:
+    sim.set_status(SEED_ID, "Suspended")
+    args = ("wait", SEED_ID, "--for", "Suspended", "--interval", "0.1")
+    result = await cli.run(*args, "--allow-unknown-status")
+    assert result.code == 0, result
+    assert result.lines() == [f"{SEED_ID}  Suspended"]
+
+
+async def test_wait_reports_a_gone_instance_once(cli: Cli) -> None:
+    result = await cli.run("wait", UNKNOWN_ID, "--for", "Running", "--interval", "0.1")
+    assert result.code == 4
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith(f"{UNKNOWN_ID}: InstanceGoneError: no such instance (or not yours)")
+
+
+async def test_a_resumed_watch_says_what_it_resumed(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    first, second = sim.instance_ids[1:3]
+    sim.set_status(first, "Completed")
+    checkpoint = tmp_path / "watch.json"
+    args = ("--interval", "0.1", "--until-terminal", "--checkpoint", str(checkpoint))
+    fresh = await cli.run("watch", first, *args)
+    assert fresh.code == 0 and fresh.err == "", fresh
+    sim.set_status(second, "Failed")
+    resumed = await cli.run("watch", first, second, *args)
+    assert resumed.code == 0, resumed
+    assert resumed.err.strip() == (
+        f"aiocontainer: resuming from {checkpoint}: 1 of 2 ids have a saved status; "
+        "what changed since is reported first"
+    )
+
+
+# -- the whole account, and the way of polling ---------------------------------------------------
+
+
+async def test_watch_all_reports_every_instance_then_new_and_gone_ones(
+    cli: Cli, sim: Simulator
+) -> None:
+    running = await cli.start("watch", "--all", "--interval", "0.2", "-o", "jsonl")
+    try:
+        first = [json.loads(await running.line()) for _ in sim.instance_ids]
+        assert sorted(c["instance_id"] for c in first) == sorted(sim.instance_ids)
+        assert all(c["previous"] is None and c["seq"] == 1 for c in first)
+        (created,) = sim.add_instances(1)
+        appeared = json.loads(await running.line())
+        assert appeared.items() >= {"instance_id": created, "previous": None, "seq": 1}.items()
+        gone = sim.instance_ids[1]
+        sim.remove_instance(gone)
+        polls = requests(sim)
+        await eventually(lambda: requests(sim) > polls + 10, within=LINE_TIMEOUT)
+        running.proc.send_signal(signal.SIGINT)
+        result = await running.finish()
+    finally:
+        await running.stop()
+    assert result.code == 130
+    errors = result.err.strip().splitlines()
+    assert errors == [
+        f"{gone}: InstanceGoneError: no such instance (or not yours): instance {gone} is gone: "
+        "3 lookups in a row answered code 10004"
+    ]
+    assert len(result.lines()) == len(sim.instance_ids) + 1, "nothing reported twice"
+
+
+@pytest.mark.parametrize(("sweep", "lists"), [("list", True), ("detail", False)])
+async def test_watch_sweep_chooses_how_to_poll(
+    cli: Cli, sim: Simulator, sweep: str, lists: bool
+) -> None:
+    first, second = sim.instance_ids[1:3]
+    sim.set_status(first, "Completed")
+    sim.set_status(second, "Failed")
+    args = ("watch", first, second, "--sweep", sweep, "--interval", "0.1", "--until-terminal")
+    result = await cli.run(*args, "-o", "jsonl")
+    assert result.code == 0, result
+    seen = {c["instance_id"]: c["current"] for c in map(json.loads, result.lines())}
+    assert seen == {first: "Completed", second: "Failed"}
+    assert (sim.stats["endpoints"].get("list", 0) > 0) is lists
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["watch", "--all", SEED_ID], "--all watches every instance: name no ids with it"),
+        (["watch", "--all", "--sweep", "detail"], "it cannot use --sweep detail"),
+        (["watch"], "name the instance ids to watch, - to read them from stdin, or --all"),
+    ],
+)
+async def test_watch_all_and_sweep_misuse_is_a_usage_error(
+    cli: Cli, sim: Simulator, args: list[str], says: str
+) -> None:
+    result = await cli.run(*args)
+    assert_one_line_hint(result)
+    assert says in result.err
     assert requests(sim) == 0

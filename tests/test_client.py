@@ -21,6 +21,7 @@ from aiocontainer import (
     ContainerClient,
     HTTPStatusError,
     InstanceDetail,
+    InternalApiError,
     InvalidInstanceIdError,
     InvalidParameterError,
     PermissionDeniedError,
@@ -32,6 +33,7 @@ from tests.conftest import (
     TOKEN,
     Reply,
     ScriptedServer,
+    closed_port,
     code_reply,
     json_reply,
     leftover_tasks,
@@ -319,8 +321,8 @@ async def test_borrowed_session_is_never_closed(server: ScriptedServer) -> None:
 async def test_own_session_is_closed_once_and_reuse_is_refused(server: ScriptedServer) -> None:
     client = client_for(server)
     await client.get_instance("abc")
-    session = client._session
-    assert session is not None and not session.closed
+    session = client._transport.session()  # the session it made for itself
+    assert not session.closed
     await client.aclose()
     await client.aclose()  # twice is fine
     assert session.closed and client.closed
@@ -631,7 +633,7 @@ async def test_breaking_out_of_iter_instances_stops_the_rest(server: ScriptedSer
     ids = [f"i{n}" for n in range(100)]
     before = asyncio.all_tasks()
     async with client_for(server, concurrency=4) as client:
-        async with aclosing(client.iter_instances(ids)) as stream:  # type: ignore[type-var]
+        async with aclosing(client.iter_instances(ids)) as stream:
             async for _ in stream:
                 break
         sent = server.count()
@@ -792,7 +794,7 @@ async def test_a_bug_in_a_lookup_propagates_from_bulk_calls(
         with pytest.raises(RuntimeError, match="a bug"):
             await client.get_instances(["a", "b", "c"])
         with pytest.raises(RuntimeError, match="a bug"):  # noqa: PT012
-            async with aclosing(client.iter_instances(["a", "b", "c"])) as stream:  # type: ignore[type-var]
+            async with aclosing(client.iter_instances(["a", "b", "c"])) as stream:
                 async for _ in stream:
                     pass
         assert await leftover_tasks(before) == set()
@@ -930,3 +932,71 @@ async def test_a_token_with_a_control_character_is_refused_up_front(
     with pytest.raises(TokenError):
         ContainerClient(server.base_url, token=bad)
     assert server.count() == 0
+
+
+# -- several base URLs ------------------------------------------------------------------------
+
+
+async def test_a_refused_first_url_fails_over_to_the_next(server: ScriptedServer) -> None:
+    refused = f"http://127.0.0.1:{closed_port()}"
+    async with ContainerClient([refused, server.base_url], token=TOKEN, **FAST) as client:
+        assert client.base_url == refused
+        detail = await client.get_instance("abc")
+        assert client.base_url == server.base_url
+        assert client.stats.requests == 2  # the refused attempt, then the answer
+        await client.get_instance("def")  # sticks: no new try of the refused URL
+        assert client.stats.requests == 3
+    assert detail.id == "abc"
+    assert server.count() == 2
+
+
+async def test_an_http_or_api_answer_never_fails_over(server: ScriptedServer) -> None:
+    other = ScriptedServer()
+    await other.start()
+    try:
+        server.default = lambda _id: Reply(status=503)
+        server.script("api", *[code_reply("10001")] * 3)
+        async with ContainerClient(
+            [server.base_url, other.base_url], token=TOKEN, max_attempts=3, **FAST
+        ) as client:
+            with pytest.raises(HTTPStatusError):
+                await client.get_instance("abc")
+            with pytest.raises(InternalApiError):
+                await client.get_instance("api")
+            assert client.base_url == server.base_url
+        assert server.count("abc") == 3 and server.count("api") == 3
+        assert other.count() == 0
+    finally:
+        await other.close()
+
+
+async def test_the_client_sticks_to_the_last_url_that_worked(server: ScriptedServer) -> None:
+    second, third = ScriptedServer(), ScriptedServer()
+    await second.start()
+    await third.start()
+    try:
+        urls = [f"http://127.0.0.1:{closed_port()}", second.base_url, third.base_url]
+        async with ContainerClient(urls, token=TOKEN, **FAST) as client:
+            await client.get_instance("a")
+            await client.get_instance("b")
+            assert client.base_url == second.base_url
+            await second.close()  # the second goes away: on to the third, and stay there
+            await client.get_instance("c")
+            await client.get_instance("d")
+            assert client.base_url == third.base_url
+        assert second.count() == 2 and third.count() == 2
+    finally:
+        await third.close()
+
+
+async def test_a_base_url_ending_in_ai_is_joined_once(server: ScriptedServer) -> None:
+    async with ContainerClient(server.base_url + "/ai/", token=TOKEN) as client:
+        assert client.base_url == server.base_url
+        await client.get_instance("abc")
+    assert server.seen[0].raw_path == "/ai/openapi/v2/instance-service/abc/detail"
+
+
+@pytest.mark.parametrize("bad", [[], (), ["ftp://x"], [b"http://x"], b"http://x", 42])
+def test_bad_base_url_sequences_are_refused(bad: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        ContainerClient(bad, token=TOKEN)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aiocontainer import ContainerClient
 from aiocontainer.simulator import Simulator
 from tests.conftest import run_process
 
@@ -147,6 +148,10 @@ async def test_checkpointed_watch_reports_what_changed_while_down(platform: Simu
     ]
 
 
+LISTS = hasattr(ContainerClient, "list_instances")
+
+
+@pytest.mark.skipif(LISTS, reason="the client lists instances: the examples need no ids")
 async def test_lookup_one_against_a_platform_needs_an_id(platform: Simulator) -> None:
     code, _, err = await run_example(
         "lookup_one.py", "--base-url", platform.base_url, "--token", platform.token
@@ -155,6 +160,23 @@ async def test_lookup_one_against_a_platform_needs_an_id(platform: Simulator) ->
     assert "name the instance ids" in err
     assert "Traceback" not in err
     assert platform.stats["total"] == 0
+
+
+@pytest.mark.skipif(not LISTS, reason="needs ContainerClient.list_instances")
+async def test_examples_use_the_platform_in_the_environment_and_list_its_ids(
+    platform: Simulator,
+) -> None:
+    # What 'aiocontainer simulate' tells the user to export.
+    env = dict(
+        clean_env(), AIOCONTAINER_BASE_URL=platform.base_url, AIOCONTAINER_TOKEN=platform.token
+    )
+    for instance_id in platform.instance_ids:
+        platform.set_status(instance_id, "Deploying")
+    code, out, err = await run_process(*command("lookup_one.py"), env=env, timeout=TIMEOUT)
+    assert code == 0, err
+    found = re.search(r"^([0-9a-f]{32})  \S+  Deploying$", out, re.MULTILINE)
+    assert found and found[1] in platform.instance_ids, out
+    assert found[1] in platform.stats["instances"], "the lookup went to the exported platform"
 
 
 # Collected last: the examples started by the first test ran meanwhile.

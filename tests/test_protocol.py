@@ -9,13 +9,18 @@ import pytest
 
 from aiocontainer import errors
 from aiocontainer._protocol import (
+    ai_base_url,
+    ai_base_urls,
     detail_path,
     detail_url,
     is_retryable,
+    list_filters,
+    list_request,
     normalize_base_url,
     parse_detail_response,
     parse_envelope,
     read_detail,
+    read_list_page,
     retry_after_seconds,
     validate_instance_id,
 )
@@ -370,3 +375,150 @@ def test_a_bad_field_names_its_path_and_keeps_the_status() -> None:
     with pytest.raises(errors.ResponseError, match=r"\$\.cpuNumber") as caught:
         read_detail(200, None, body(payload), SEED_ID)
     assert caught.value.http_status == 200 and caught.value.retry_after is None
+
+
+# -- the list endpoint -------------------------------------------------------------------------
+
+
+def list_body(entries: Any) -> bytes:
+    return body({"code": "0", "msg": "success", "data": entries})
+
+
+def entry(seed: dict[str, Any], instance_id: str, **fields: Any) -> dict[str, Any]:
+    data = dict(seed["data"], id=instance_id)
+    data.update(fields)
+    return data
+
+
+def test_a_list_page_gives_its_details_in_order(seed: dict[str, Any]) -> None:
+    page = read_list_page(200, {}, list_body([entry(seed, "a"), entry(seed, "b")]), 40)
+    assert (page.start, page.count) == (40, 2)
+    assert [d.id for d in page.details] == ["a", "b"]
+    assert page.errors == ()
+    assert page.details[0].to_api() == entry(seed, "a")
+
+
+@pytest.mark.parametrize("data", [None, []])
+def test_an_empty_or_missing_list_is_an_empty_page(data: Any) -> None:
+    page = read_list_page(200, {}, list_body(data), 0)
+    assert (page.count, page.details, page.errors) == (0, (), ())
+
+
+def test_a_bad_entry_is_an_error_naming_page_index_and_field(seed: dict[str, Any]) -> None:
+    entries = [
+        entry(seed, "a"),
+        entry(seed, "b", cpuNumber="4"),
+        {"name": "no id"},
+        entry(seed, "../x"),
+        "not an object",
+        entry(seed, "c"),
+    ]
+    page = read_list_page(200, {}, list_body(entries), 200)
+    assert page.count == 6
+    assert [d.id for d in page.details] == ["a", "c"]
+    bad = page.errors
+    assert [(e.page_start, e.index, e.instance_id) for e in bad] == [
+        (200, 1, "b"),
+        (200, 2, None),
+        (200, 3, None),
+        (200, 4, None),
+    ]
+    assert all(isinstance(e, errors.ResponseError) for e in bad)
+    assert "offset 200, entry 1" in str(bad[0]) and "$.cpuNumber" in str(bad[0])
+    assert "$.id: missing" in str(bad[1])
+    assert "$.id: not 1-128" in str(bad[2]) and "../x" not in str(bad[2])
+    assert "expected an object, got str" in str(bad[3])
+
+
+def test_a_list_that_is_not_a_list_is_one_response_error() -> None:
+    with pytest.raises(errors.ResponseError, match="data is a dict, expected a list"):
+        read_list_page(200, {"Retry-After": "1"}, list_body({"id": "a"}), 0)
+
+
+def test_a_list_error_envelope_is_the_api_error() -> None:
+    raw = body({"code": "10004", "msg": "bad start"})
+    with pytest.raises(errors.InvalidParameterError) as caught:
+        read_list_page(200, {"Retry-After": "3"}, raw, 0)
+    assert caught.value.retry_after == 3.0 and caught.value.instance_id is None
+
+
+def test_the_token_is_blanked_out_of_entry_errors(seed: dict[str, Any]) -> None:
+    secret = "Zsecret0token0value"
+    entries = [entry(seed, "a", createTime=f"at {secret}")]
+    page = read_list_page(200, {}, list_body(entries), 0, secret=secret)
+    (error,) = page.errors
+    assert secret not in str(error) and secret not in repr(error)
+    cause = error.__cause__
+    assert cause is None or secret not in str(cause)
+    assert error.__context__ is None
+
+
+def test_list_filters_and_request() -> None:
+    filters = list_filters("Running", "jupyter", ["n1", "n2"])
+    params, json_body = list_request(100, 50, filters)
+    assert json_body is None
+    assert params == [
+        ("start", "100"),
+        ("limit", "50"),
+        ("sort", "desc"),
+        ("status", "Running"),
+        ("taskType", "jupyter"),
+        ("instanceServiceName", "n1"),
+        ("instanceServiceName", "n2"),
+    ]
+    assert list_filters() == ()
+
+
+@pytest.mark.parametrize(
+    ("options", "what"),
+    [
+        ({"status": 5}, "status"),
+        ({"status": "Stopped"}, "status"),
+        ({"task_type": "vnc"}, "task_type"),
+        ({"task_type": 1}, "task_type"),
+        ({"names": "just-one"}, "names"),
+        ({"names": [""]}, "name"),
+        ({"names": [3]}, "name"),
+    ],
+)
+def test_bad_list_options_are_refused(options: dict[str, Any], what: str) -> None:
+    with pytest.raises(ValueError, match=what):
+        list_filters(**options)
+
+
+@pytest.mark.parametrize(("start", "limit"), [(-1, 10), (0, 0), (True, 10), (0, 2.5)])
+def test_bad_offsets_are_refused(start: Any, limit: Any) -> None:
+    with pytest.raises(ValueError, match=r"start|limit"):
+        list_request(start, limit, ())
+
+
+# -- base URLs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "base"),
+    [
+        ("https://h:65106", "https://h:65106"),
+        ("https://h:65106/", "https://h:65106"),
+        ("https://h:65106/ai", "https://h:65106"),
+        ("https://h:65106/ai/", "https://h:65106"),
+        ("https://h/ai/ai", "https://h/ai"),
+        ("https://h/x/ai", "https://h/x"),
+        ("https://h/api", "https://h/api"),
+        ("https://h/main", "https://h/main"),
+        ("http://ai", "http://ai"),
+    ],
+)
+def test_one_trailing_ai_is_stripped(given: str, base: str) -> None:
+    assert ai_base_url(given) == base
+
+
+def test_several_base_urls_keep_their_order_without_repeats() -> None:
+    assert ai_base_urls("http://a") == ("http://a",)
+    assert ai_base_urls(["http://b/ai", "http://a", "http://b"]) == ("http://b", "http://a")
+
+
+@pytest.mark.parametrize("bad", [[], (), b"http://x", 42, ["http://x", "x"]])
+def test_bad_base_urls_are_refused(bad: Any) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        ai_base_urls(bad)

@@ -335,7 +335,7 @@ async def test_a_watcher_never_follows_a_redirect_to_another_origin(
     origin.default = lambda _id: Reply(status=status, headers={"Location": target})
     errors: list[Exception] = []
     async with ContainerClient(origin.base_url, token=FIXED_TOKEN, backoff_factor=0) as client:
-        watcher = InstanceWatcher(client, ["abc"], interval=0.05, max_backoff=1)
+        watcher = InstanceWatcher(client, ["abc"], interval=0.05, max_backoff=1, stale_after=60)
         watcher.on_error(lambda _id, exc: errors.append(exc))
         async with watcher:
             await asyncio.sleep(0.3)  # about six polls

@@ -203,3 +203,27 @@ async def test_a_provider_error_that_shows_the_old_token_is_not_chained() -> Non
         await tokens.renew(stale=first, bound=1.0)
     assert caught.value.__cause__ is None
     assert "first-token" not in str(caught.value)
+
+
+def raw_jwt(payload: bytes) -> str:
+    encoded = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    return f"eyJhbGciOiJIUzI1NiJ9.{encoded}.c2ln"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"expireTime": 1e400}',
+        b'{"expireTime": "1e400"}',
+        b'{"expireTime": -1e400}',
+        b'{"expireTime": NaN}',
+        b'{"expireTime": "nan"}',
+        b'{"expireTime": "inf"}',
+        b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b', "expireTime": "1686123346568"}',
+        b'{"expireTime": "9' + b"9" * 5000 + b'"}',
+        b'{"expireTime": "\\ud800"}',
+        b"\xff\xfe{}",
+    ],
+)
+def test_a_hostile_jwt_payload_is_no_hint_and_no_error(payload: bytes) -> None:
+    assert token_expiry(raw_jwt(payload)) is None

@@ -254,7 +254,9 @@ async def test_a_failing_id_backs_off_alone(ft: FakeTime) -> None:
         client.statuses["bad"] = R
         await ft.advance(100)
     assert client.times("bad")[-3:] == [310, 320, 330]  # back to normal once it answers
-    assert len(errors) == 6
+    kinds = [type(e).__name__ for _, e in errors]
+    stale, recovered = "InstanceStaleError", "InstanceRecoveredNotice"  # once each
+    assert kinds == ["TransportError"] * 3 + [stale] + ["TransportError"] * 3 + [recovered]
 
 
 async def test_an_id_the_platform_forgot_is_dropped(ft: FakeTime) -> None:

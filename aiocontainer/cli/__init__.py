@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from aiocontainer.errors import AiocontainerError
 
-from ._config import resolve_token, setup_logging
+from ._config import base_url_of, resolve_token, setup_logging
 from ._exits import EXIT_API, EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from ._options import CONNECTION_OPTIONS
 from ._output import StdoutClosed, error_line, silence_stdout, visible
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        if command.needs_rich:
+        if command.wants_rich(args):
             _require_rich()
         secret = None
         if command.connection:
@@ -75,9 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except UsageError as exc:
         print(f"aiocontainer: {visible(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except AiocontainerError as exc:
-        print(f"aiocontainer: {error_line(None, exc)}", file=sys.stderr)
+        print(f"aiocontainer: {error_line(None, exc, base_url=base_url_of(args))}", file=sys.stderr)
         return EXIT_API
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aiocontainer import AiocontainerError, ContainerClient
+from aiocontainer import (
+    AiocontainerError,
+    ContainerClient,
+    PermissionDeniedError,
+    TransportError,
+)
 from aiocontainer.cli._exits import UsageError
 
 
@@ -52,9 +57,32 @@ def resolve_token(args: argparse.Namespace) -> str:
     return str(token).strip()
 
 
+def base_url_of(args: argparse.Namespace) -> str | None:
+    """The base URL from --base-url or AIOCONTAINER_BASE_URL."""
+    value = setting(args, "base_url", "AIOCONTAINER_BASE_URL")
+    return str(value) if value else None
+
+
+def give_up_hint(exc: BaseException, *, reached: bool, base_url: str | None) -> str | None:
+    """Why polling on cannot help, or None: a refused token, or a base URL never reached.
+
+    A refused token (10008) stays refused, whenever it comes. A transport failure ends the
+    command only before the platform ever answered; after that it is a blip, and polling goes on.
+    """
+    if isinstance(exc, PermissionDeniedError):
+        return (
+            "the platform refused the token (code 10008): check --token-file, --token, "
+            "AIOCONTAINER_TOKEN_FILE or AIOCONTAINER_TOKEN; a token expires, so fetch a fresh one"
+        )
+    if isinstance(exc, TransportError) and not reached:
+        where = base_url or "the base URL"
+        return f"cannot reach {where}: check --base-url or AIOCONTAINER_BASE_URL"
+    return None
+
+
 def make_client(args: argparse.Namespace) -> ContainerClient:
     """A ContainerClient from the command line and the environment."""
-    base_url = setting(args, "base_url", "AIOCONTAINER_BASE_URL")
+    base_url = base_url_of(args)
     if not base_url:
         raise UsageError(
             "no base URL: pass --base-url or set AIOCONTAINER_BASE_URL "

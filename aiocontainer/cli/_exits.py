@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 EXIT_OK = 0
 EXIT_FAILED_STATUS = 1
@@ -21,10 +21,20 @@ EXIT_CODES = {
 }
 
 
-def exit_codes_epilog(codes: Iterable[int] = EXIT_CODES) -> str:
-    """The ``exit codes:`` section of a ``--help`` text, for the codes that apply."""
-    return "exit codes:\n" + "\n".join(f"  {code:<4} {EXIT_CODES[code]}" for code in codes)
+def exit_codes_epilog(codes: Iterable[int] | Mapping[int, str] = EXIT_CODES) -> str:
+    """The ``exit codes:`` section of a ``--help`` text: the codes that apply, with their
+    meaning (``codes`` as a mapping says what a code means for that command)."""
+    meanings = codes if isinstance(codes, Mapping) else {code: EXIT_CODES[code] for code in codes}
+    return "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in meanings.items())
 
 
 class UsageError(Exception):
-    """A problem with how the command was called: exit 2 with a one-line hint."""
+    """A problem with how the command was called or configured: a one-line hint and exit 2.
+
+    ``exit_code`` says otherwise for a configuration the platform refused (a rejected token, an
+    unreachable base URL: exit 4), still with a one-line hint and no traceback.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

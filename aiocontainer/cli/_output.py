@@ -17,11 +17,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from aiocontainer import InstanceDetail, InstanceStatus, StatusChange
+from aiocontainer import (
+    ApiError,
+    HTTPStatusError,
+    InstanceDetail,
+    InstanceGoneError,
+    InstanceStatus,
+    ResponseError,
+    StatusChange,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -181,36 +190,121 @@ def change_line(change: StatusChange) -> str:
     return f"{stamp}  {visible(change.instance_id)}  {previous} → {current}{skipped}"
 
 
-def error_line(instance_id: str | None, exc: BaseException) -> str:
-    """One failure as one line: ``id: ErrorType: message``, control characters visible."""
+# What the platform's codes mean, in English: its own ``msg`` is short and in Chinese.
+CODE_MEANINGS = {
+    "10001": "internal error on the platform",
+    "10003": "a required parameter is missing",
+    "10004": "no such instance (or not yours)",
+    "10007": "the account is frozen",
+    "10008": "permission denied: the token is wrong, expired, or not for this API",
+    "10009": "access to this API is denied",
+    "10010": "file check failed",
+    "10011": "file too large",
+    "10012": "the connection was interrupted on the platform",
+}
+
+
+def describe(exc: BaseException, *, base_url: str | None = None) -> str:
+    """What went wrong, for a person: ``ErrorType: what it means (the details)``."""
+    name = type(exc).__name__
+    if isinstance(exc, InstanceGoneError):
+        return f"{name}: no such instance (or not yours): {exc}"
+    if isinstance(exc, ApiError) and exc.code is not None:
+        meaning = CODE_MEANINGS.get(exc.code, "a code the API documentation does not list")
+        said = f", the platform said {exc.msg!r}" if exc.msg else ""
+        return f"{name}: {meaning} (code {exc.code}{said})"
+    if isinstance(exc, TransportError) and base_url:
+        return f"{name}: cannot reach {base_url} ({_transport_reason(exc)})"
+    if (
+        isinstance(exc, ResponseError)
+        and not isinstance(exc, HTTPStatusError)
+        and ("JSON" in str(exc) or "empty body" in str(exc))
+    ):
+        return f"{name}: truncated or invalid JSON in the answer: {exc}"
+    return f"{name}: {exc}"
+
+
+def _transport_reason(exc: TransportError) -> str:
+    text = str(exc).lower()
+    for needle, reason in (
+        ("refused", "connection refused"),
+        ("connect call failed", "connection refused"),
+        ("no complete answer", "no answer in time"),
+        ("timeout", "no answer in time"),
+        ("name or service", "unknown host"),
+        ("nodename", "unknown host"),
+        ("getaddrinfo", "unknown host"),
+        ("certificate", "TLS handshake failed"),
+        ("sslerror", "TLS handshake failed"),
+        ("[ssl", "TLS handshake failed"),
+        ("reset", "connection reset"),
+        ("disconnect", "the server closed the connection"),
+    ):
+        if needle in text:
+            return reason
+    return "connection failed"
+
+
+def error_line(instance_id: str | None, exc: BaseException, *, base_url: str | None = None) -> str:
+    """One failure as one line: ``id: ErrorType: meaning (details)``, control characters visible."""
     where = f"{instance_id}: " if instance_id else ""
-    return visible(f"{where}{type(exc).__name__}: {exc}")
+    return visible(where + describe(exc, base_url=base_url))
 
 
-def print_error(err: Console, instance_id: str | None, exc: BaseException) -> None:
-    """Print a failure on the stderr console, never interpreted as markup."""
-    err.print(error_line(instance_id, exc), markup=False, highlight=False, emoji=False)
+def print_error(
+    instance_id: str | None, exc: BaseException, *, base_url: str | None = None
+) -> None:
+    """Print a failure on stderr as plain text (no rich needed, nothing read as markup)."""
+    print_err(error_line(instance_id, exc, base_url=base_url))
 
 
-def detail_table(details: Iterable[InstanceDetail], *, header: bool = True) -> Table:
-    """The table ``get`` prints: one row per instance."""
+def print_err(line: str) -> None:
+    """One line on stderr, at once."""
+    print(line, file=sys.stderr, flush=True)
+
+
+# get's columns, most wanted first; ID and STATUS never wrap, NAME shrinks with an ellipsis, and
+# the others are dropped from the end of this list until the table fits the terminal.
+_COLUMNS: tuple[tuple[str, Callable[[InstanceDetail], Text]], ...] = (
+    ("ID", lambda d: cell(d.id)),
+    ("STATUS", lambda d: status_cell(d.status)),
+    ("NAME", lambda d: cell(d.instance_service_name)),
+    ("CREATED", lambda d: cell(when(d.create_time))),
+    ("DURATION", lambda d: cell(d.duration)),
+    ("TYPE", lambda d: cell(d.task_type)),
+    ("ACCEL", lambda d: cell(d.accelerator_type)),
+    ("RESOURCES", lambda d: cell(d.resource_spec)),
+)
+_ORDER = ("ID", "NAME", "STATUS", "TYPE", "ACCEL", "RESOURCES", "CREATED", "DURATION")
+_NAME_MIN = 12
+
+
+def detail_table(
+    details: Iterable[InstanceDetail], *, header: bool = True, width: int = PIPE_WIDTH
+) -> Table:
+    """The table ``get`` prints, one row per instance, fitted to ``width`` columns."""
     from rich.table import Table
 
+    rows = list(details)
+    cells = {title: [make(d) for d in rows] for title, make in _COLUMNS}
+    natural = {
+        title: max([len(title), *(column.cell_len for column in cells[title])]) for title in cells
+    }
+    kept = [title for title, _ in _COLUMNS]
+    # Each column takes its text and one space either side.
+    while (
+        len(kept) > 3 and sum((_NAME_MIN if t == "NAME" else natural[t]) + 2 for t in kept) > width
+    ):
+        kept.pop()
     table = Table(box=None, header_style="bold", show_header=header)
-    table.add_column("ID", no_wrap=True, min_width=32)
-    for column in ("NAME", "STATUS", "TYPE", "ACCEL", "RESOURCES", "CREATED", "DURATION"):
-        table.add_column(column, overflow="fold")
-    for d in details:
-        table.add_row(
-            cell(d.id),
-            cell(d.instance_service_name),
-            status_cell(d.status),
-            cell(d.task_type),
-            cell(d.accelerator_type),
-            cell(d.resource_spec),
-            when(d.create_time),
-            cell(d.duration),
-        )
+    shown = [title for title in _ORDER if title in kept]
+    for title in shown:
+        if title == "NAME":
+            table.add_column(title, no_wrap=True, overflow="ellipsis", min_width=_NAME_MIN)
+        else:
+            table.add_column(title, no_wrap=True, min_width=natural[title])
+    for index in range(len(rows)):
+        table.add_row(*(cells[title][index] for title in shown))
     return table
 
 

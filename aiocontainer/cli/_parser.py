@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 import attrs
 
 from aiocontainer import __version__
-from aiocontainer.cli import demo, get, regions, simulate, watch
+from aiocontainer.cli import completion, demo, get, listing, regions, simulate, watch
 from aiocontainer.cli._exits import EXIT_CODES, EXIT_USAGE, exit_codes_epilog
 from aiocontainer.cli._options import connection_options, local_options
 
 # One line per command module, in the order of the help text.
 COMMAND_MODULES: tuple[Any, ...] = (
     get,
+    listing,
     watch,
     simulate,
     demo,
     regions,
+    completion,
 )
 
 
@@ -36,7 +38,31 @@ class Command:
     name: str
     run: Callable[[argparse.Namespace], int]
     connection: bool = True  # talks to the API: base URL and token are resolved first
-    needs_rich: bool = True  # prints through rich (tables, colours, progress bars)
+    # Prints through rich (tables, colours): True, False, or a function of the parsed options.
+    needs_rich: bool | Callable[[argparse.Namespace], bool] = True
+
+    def wants_rich(self, args: argparse.Namespace) -> bool:
+        """Whether this run prints something only rich can print."""
+        return self.needs_rich(args) if callable(self.needs_rich) else self.needs_rich
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and each option's default after its help, when it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or "default" in text
+            or not action.option_strings
+        ):
+            return text
+        if isinstance(default, (tuple, list)):
+            default = ",".join(str(item) for item in default)
+        return f"{text} (default: {str(default).replace('%', '%%')})"
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,8 +87,8 @@ class Commands:
         run: Callable[[argparse.Namespace], int],
         connection: bool = True,
         request_timeout: bool = True,
-        needs_rich: bool = True,
-        exit_codes: Iterable[int] = EXIT_CODES,
+        needs_rich: bool | Callable[[argparse.Namespace], bool] = True,
+        exit_codes: Iterable[int] | Mapping[int, str] = EXIT_CODES,
     ) -> argparse.ArgumentParser:
         """Add a command; ``connection=False`` for one that brings its own simulator."""
         parents = [connection_options(request_timeout=request_timeout)] if connection else []
@@ -71,7 +97,7 @@ class Commands:
             help=help_text,
             description=textwrap.fill(description, 78),
             epilog=exit_codes_epilog(exit_codes),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
             parents=parents or [local_options()],
         )
         parser.set_defaults(
@@ -86,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aiocontainer",
         description="Look up and watch SCNet container instances.",
         epilog=f"{regions.PRECEDENCE_HELP}\n\n{exit_codes_epilog()}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         parents=[connection_options()],
     )
     parser.add_argument("--version", action="version", version=f"aiocontainer {__version__}")

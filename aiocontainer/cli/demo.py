@@ -6,9 +6,9 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from aiocontainer import ContainerClient, InstanceWatcher, StatusChange
+from aiocontainer import InstanceWatcher, StatusChange
 from aiocontainer.cli import _output
-from aiocontainer.cli._exits import EXIT_OK
+from aiocontainer.cli._exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from aiocontainer.cli._options import fraction, positive_float, positive_int
 from aiocontainer.cli._run import run_async
 
@@ -26,6 +26,7 @@ def register(commands: Commands) -> None:
         "base URL or token.",
         run=run,
         connection=False,
+        exit_codes=(EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED),
     )
     parser.add_argument(
         "--instances",
@@ -85,8 +86,13 @@ async def demo(args: argparse.Namespace) -> int:
             f"{args.fault_rate:.0%} of requests faulted"
         )
         errors: dict[str, int] = {}
-        async with ContainerClient(
-            sim.base_url, token=sim.token, backoff_factor=0.05, backoff_max=0.5, timeout=2.0
+        from aiocontainer.cli.regions import simulator_client  # keys -> regions -> client
+
+        def say(text: str) -> None:
+            out.print(text, markup=False, highlight=False)
+
+        async with simulator_client(
+            sim, say, backoff_factor=0.05, backoff_max=0.5, timeout=2.0
         ) as client:
             watcher = InstanceWatcher(
                 client, sim.instance_ids, interval=args.interval, stop_when_all_terminal=True

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from aiocontainer import AiocontainerError, ContainerClient, InstanceDetail
 from aiocontainer.cli import _output
-from aiocontainer.cli._exits import EXIT_API, EXIT_OK
+from aiocontainer.cli._config import base_url_of, give_up_hint
+from aiocontainer.cli._exits import EXIT_API, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from aiocontainer.cli._ids import check_ids, id_batches, read_stdin
 from aiocontainer.cli._run import run_with_client
 
@@ -30,6 +32,8 @@ def register(commands: Commands) -> None:
         "are listed on stderr after the results of their batch; the exit code is 4 if any "
         "failed.",
         run=run,
+        needs_rich=lambda args: args.output == "table",
+        exit_codes=(EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_INTERRUPTED),
     )
     parser.add_argument("ids", nargs="+", metavar="ID", help="instance ids, or - for stdin")
     parser.add_argument(
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 class _Printer:
     """Prints results batch by batch in the chosen format."""
 
-    def __init__(self, output: str, *, keyed: bool, out: Console) -> None:
+    def __init__(self, output: str, *, keyed: bool, out: Console | None) -> None:
         self.output = output
         self.keyed = keyed
         self.out = out
@@ -73,7 +77,8 @@ class _Printer:
                 _write(("{" if self.printed == 0 else ", ") + entry)
                 self.printed += 1
         elif details:
-            table = _output.detail_table(details, header=self.printed == 0)
+            assert self.out is not None
+            table = _output.detail_table(details, header=self.printed == 0, width=self.out.width)
             try:
                 self.out.print(table)
             except BrokenPipeError:
@@ -94,13 +99,18 @@ def _write(text: str) -> None:
 
 async def get(args: argparse.Namespace, client: ContainerClient) -> int:
     """Look ids up batch by batch; results on stdout, failures on stderr after them."""
-    out, err = _output.consoles()
     from_stdin = "-" in args.ids
     keyed = args.keyed or from_stdin or len(set(args.ids)) > 1
-    printer = _Printer(args.output, keyed=keyed, out=out)
+    printer = _Printer(
+        args.output,
+        keyed=keyed,
+        out=_output.console(stderr=False) if args.output == "table" else None,
+    )
+    base_url = base_url_of(args)
     seen: set[str] = set()
     failed = looked_up = 0
-    with _progress(err, None if from_stdin else len(set(args.ids))) as advance:
+    hint: str | None = None
+    with _progress(None if from_stdin else len(set(args.ids))) as (advance, say):
         try:
             async for batch in id_batches(args.ids, read_stdin):
                 fresh = [i for i in dict.fromkeys(batch) if i not in seen]
@@ -110,29 +120,43 @@ async def get(args: argparse.Namespace, client: ContainerClient) -> int:
                 results = await client.get_instances(fresh)
                 advance(len(fresh))
                 looked_up += len(fresh)
-                printer.batch([r for i in fresh if isinstance(r := results[i], InstanceDetail)])
+                details = [r for i in fresh if isinstance(r := results[i], InstanceDetail)]
+                printer.batch(details)
                 for instance_id in fresh:
                     result = results[instance_id]
                     if isinstance(result, AiocontainerError):
                         failed += 1
-                        _output.print_error(err, instance_id, result)
+                        say(_output.error_line(instance_id, result, base_url=base_url))
+                        hint = hint or give_up_hint(
+                            result, reached=bool(details), base_url=base_url
+                        )
         finally:
             printer.close()
     if failed:
-        err.print(f"{failed} of {looked_up} lookups failed", markup=False)
+        if hint and failed == looked_up:
+            _output.print_err(f"aiocontainer: {hint}")
+        _output.print_err(f"{failed} of {looked_up} lookups failed")
         return EXIT_API
     return EXIT_OK
 
 
 @contextlib.contextmanager
-def _progress(err: Console, total: int | None) -> Iterator[Any]:
-    """A progress bar on a terminal stderr when there is more than one id; else nothing."""
-    if not err.is_terminal or total == 1:
-        yield lambda count: None
+def _progress(
+    total: int | None,
+) -> Iterator[tuple[Callable[[int], object], Callable[[str], object]]]:
+    """``(advance, say)``: a progress bar on a terminal stderr, when rich is there and there is
+    more than one id; ``say`` prints a line on stderr above the bar (or plainly, without one)."""
+    if total == 1 or not sys.stderr.isatty() or importlib.util.find_spec("rich") is None:
+        yield (lambda count: None), _output.print_err
         return
     from rich.progress import Progress
 
+    err = _output.console(stderr=True)
     # stdout stays stdout: results are printed while the bar runs, and must not pass through it.
     with Progress(console=err, transient=True, redirect_stdout=False) as progress:
         bar = progress.add_task("looking up", total=total)
-        yield lambda count: progress.advance(bar, count)
+
+        def say(line: str) -> None:
+            progress.console.print(line, markup=False, highlight=False, emoji=False)
+
+        yield (lambda count: progress.advance(bar, count)), say

@@ -24,7 +24,7 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiocontainer import (
@@ -44,11 +44,13 @@ from aiocontainer.cli._run import run_async
 
 if TYPE_CHECKING:
     from aiocontainer.cli._parser import Commands
+    from aiocontainer.simulator import Simulator
 
 ENV_REGION = "AIOCONTAINER_REGION"
 ENV_AUTH_URL = "AIOCONTAINER_AUTH_URL"
 ENV_PLATFORM_URL = "AIOCONTAINER_PLATFORM_URL"
 _DIRECT_OPTIONS = ("base_url", "token", "token_file")
+_NO_TOKEN = "no token issued for the region (account disabled or in arrears)"
 _DIRECT_ENV = ("AIOCONTAINER_BASE_URL", "AIOCONTAINER_TOKEN", "AIOCONTAINER_TOKEN_FILE")
 #: The options this module adds to every command that connects.
 OPTIONS = ("region", "profile", "auth_url", "platform_url")
@@ -198,6 +200,29 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[ContainerClient]:
             yield client
 
 
+@contextlib.asynccontextmanager
+async def simulator_client(
+    sim: Simulator, say: Callable[[str], None], **client_options: Any
+) -> AsyncIterator[ContainerClient]:
+    """The whole way in, as a user takes it: the simulator's keys, its regions, then a client
+    for the first available region (``say`` reports each step)."""
+    creds = Credentials(sim.user, sim.access_key, sim.secret_key)
+    async with ScnetAuth(creds, auth_url=sim.url, platform_url=sim.url) as auth:
+        regions = await auth.regions()
+        say(
+            f"signed in as {creds.user} with an access key; regions: "
+            + ", ".join(
+                f"{r.name} ({r.cluster_id}{'' if r.available else ', unavailable'})"
+                for r in regions
+            )
+        )
+        region = next(r for r in regions if r.available)
+        client = await auth.client(region.cluster_id, **client_options)
+        say(f"region {region.name}: AI URL {client.base_url}, token renewed by the client")
+        async with client:
+            yield client
+
+
 def register(commands: Commands) -> None:
     """Add ``regions`` to the command line."""
     parser = commands.add(
@@ -244,15 +269,16 @@ async def regions(args: argparse.Namespace) -> int:
                     "ai_urls": urls,
                 }
             )
+    out, err = _output.consoles()
     if args.output == "json":
         print(_output.dumps(rows))
     else:
-        out, _ = _output.consoles()
         out.print(_table(rows))
+        if not all(row["available"] for row in rows):
+            err.print(f"available no: {_NO_TOKEN}", markup=False, highlight=False)
     if failures:
-        _, err = _output.consoles()
         for name, failure in failures:
-            _output.print_error(err, name, failure)
+            _output.print_error(name, failure)
         return EXIT_API
     return EXIT_OK
 
@@ -262,14 +288,15 @@ def _table(rows: list[dict[str, Any]]) -> Any:
     from rich.text import Text
 
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "CLUSTER ID", "AVAILABLE", "AI URLS"):
+    for column in ("NAME", "CLUSTER ID", "AVAILABLE"):
         table.add_column(column, overflow="fold")
+    table.add_column("AI URLS", no_wrap=True)
     for row in rows:
         # Server text is shown as text, never read as markup.
         table.add_row(
             Text(row["name"]),
             Text(row["cluster_id"]),
-            "yes" if row["available"] else "[red]no[/red] (disabled or in arrears)",
+            "yes" if row["available"] else "[red]no[/red]",
             Text(" ".join(row["ai_urls"]) or "-"),
         )
     return table

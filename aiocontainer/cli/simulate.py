@@ -32,7 +32,11 @@ def register(commands: Commands) -> None:
         run=run,
         connection=False,
         needs_rich=False,
-        exit_codes=(0, 1, 2),
+        exit_codes={
+            0: "stopped by Ctrl-C or SIGTERM",
+            1: "cannot listen on the address and port",
+            2: "usage error",
+        },
     )
     add_options(parser)
 

@@ -14,6 +14,8 @@ Parts:
   sweep       list sweep vs detail polling (all ids), auto vs detail (1 % of the ids): requests
               per id per interval, CPU cores, changes missed or invented against the history
   memory      RSS per watched id
+  otel        bulk client CPU with OpenTelemetry absent vs its API installed without an SDK,
+              and the cost of the no-op hooks per lookup
 """
 
 from __future__ import annotations
@@ -595,6 +597,76 @@ def run_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+# -- part: the cost of telemetry ------------------------------------------------------------
+
+# Run in a fresh interpreter per measure: whether OpenTelemetry can be imported is decided when
+# aiocontainer is imported, so "absent" is simulated by refusing the import before that.
+OTEL_CHILD = """
+import asyncio, json, sys, time
+mode, root, base_url, token, concurrency = sys.argv[1:6]
+ids = sys.stdin.read().split()
+if mode == "absent":
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "opentelemetry":
+                raise ImportError(name)
+    sys.meta_path.insert(0, Refuse())
+sys.path.insert(0, root)
+from aiocontainer import ContainerClient, _telemetry
+assert _telemetry.ENABLED is (mode == "api")
+
+async def bulk(ids):
+    async with ContainerClient(base_url, token=token, concurrency=int(concurrency)) as client:
+        results = await client.get_instances(ids)
+    assert all(not isinstance(r, Exception) for r in results.values())
+
+asyncio.run(bulk(ids[:200]))
+cpu0 = time.process_time()
+asyncio.run(bulk(ids))
+cpu = time.process_time() - cpu0
+hooks = 20000
+t0 = time.process_time()
+for _ in range(hooks):
+    with _telemetry.start_lookup("/ai/x/detail", "x") as lookup:
+        lookup.sent(1)
+        lookup.answered(200)
+hook_us = (time.process_time() - t0) / hooks * 1e6
+print("RESULT " + json.dumps({"cpu_s": cpu, "hook_us": hook_us}))
+"""
+
+
+def otel_child(mode: str, base_url: str, ids: list[str], concurrency: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-c", OTEL_CHILD, mode, str(ROOT), base_url, TOKEN, str(concurrency)]
+    output = subprocess.run(
+        cmd, input="\n".join(ids), capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    line = next(x for x in output.splitlines() if x.startswith("RESULT "))
+    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    return result
+
+
+def run_otel(args: argparse.Namespace) -> dict[str, Any]:
+    with simulator(instances=args.ids, latency=args.latency) as base_url:
+        ids = instance_ids(base_url)[: args.ids]
+        runs: dict[str, list[dict[str, Any]]] = {"absent": [], "api": []}
+        for _ in range(args.rounds):  # alternating, so drift on a shared machine hits both
+            for mode in runs:
+                runs[mode].append(otel_child(mode, base_url, ids, args.concurrency))
+    absent = statistics.median(r["cpu_s"] for r in runs["absent"])
+    api = statistics.median(r["cpu_s"] for r in runs["api"])
+    noop_us = statistics.median(r["hook_us"] for r in runs["absent"])
+    return {
+        "ids": len(ids),
+        "rounds": args.rounds,
+        "absent_cpu_s": absent,
+        "api_no_sdk_cpu_s": api,
+        "api_vs_absent": api / absent,
+        "noop_hook_us": noop_us,
+        "api_hook_us": statistics.median(r["hook_us"] for r in runs["api"]),
+        "noop_share_of_request_cpu": noop_us / (absent / len(ids) * 1e6),
+    }
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -681,6 +753,12 @@ def table(results: dict[str, Any]) -> str:
     for m in results.get("memory", []):
         per_id = f"{m['bytes_per_id'] / 1024:.2f} KiB ({m['rss_delta_mib']:.1f} MiB in all)"
         rows.append((f"memory per watched id, {m['ids']} ids", per_id, ""))
+    if o := results.get("otel"):
+        cpu = f"{o['api_no_sdk_cpu_s']:.2f} s vs {o['absent_cpu_s']:.2f} s"
+        change = f"{(o['api_vs_absent'] - 1) * 100:+.1f}% ({cpu})"
+        rows.append((f"otel API, no SDK: bulk {o['ids']} ids client CPU", change, "<= +3%"))
+        hook = f"{o['noop_hook_us']:.2f} us = {o['noop_share_of_request_cpu'] * 100:.2f}%"
+        rows.append(("otel absent: no-op hooks per lookup", f"{hook} of its CPU", "unmeasurable"))
     width = max(len(r[0]) for r in rows)
     width2 = max(len(r[1]) for r in rows)
     lines = [f"{'measure':<{width}}  {'result':<{width2}}  target", "-" * (width + width2 + 12)]
@@ -692,7 +770,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--parts", default="simulator,bulk,sequential,decode,watch,sweep,memory")
+    parser.add_argument(
+        "--parts", default="simulator,bulk,sequential,decode,watch,sweep,memory,otel"
+    )
     parser.add_argument("--simulator-seconds", type=float, default=5.0)
     parser.add_argument("--ids", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64)
@@ -775,6 +855,9 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in parts:
         results["memory"] = run_memory(args)
         print(f"memory: {json.dumps(results['memory'])}", flush=True)
+    if "otel" in parts:
+        results["otel"] = run_otel(args)
+        print(f"otel: {json.dumps(results['otel'])}", flush=True)
     if "bulk" not in parts:
         results.pop("bulk", None)
     print()

@@ -1,0 +1,125 @@
+"""Offset paging of the list endpoint, without I/O.
+
+Rule 1: the next request starts where the last page's entries ended (``start + count``), not at
+        ``start + limit``: a server may answer fewer entries than asked on a page that is not the
+        last, and the largest ``limit`` it honours is unknown.
+Rule 2: a listing ends only on an empty page, never on a short one.
+Rule 3: one listing never yields an id twice. Offsets shift when instances are created or deleted
+        during a listing, so a page may repeat entries of the one before; ids are compared
+        without regard to case (they are hex, and case variants name one instance).
+Rule 4: a server that keeps answering full pages of ids already seen (one that ignores
+        ``start``) cannot keep a listing going forever: after ``MAX_STALE_PAGES`` such pages in a
+        row the pager gives up with ``ResponseError``.
+
+This module imports neither aiohttp nor asyncio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Final
+
+import attrs
+
+from aiocontainer.errors import ListEntryError, ResponseError
+from aiocontainer.models import InstanceDetail
+
+__all__ = ["MAX_STALE_PAGES", "ListPage", "Pager", "walk"]
+
+#: Non-empty pages in a row that bring no new id before a listing is abandoned.
+MAX_STALE_PAGES: Final = 3
+
+
+@attrs.frozen(kw_only=True)
+class ListPage:
+    """One page of the list endpoint, as read.
+
+    ``count`` is how many entries the page held; ``details`` are those that parsed, in page
+    order; ``errors`` are the others, each a ``ListEntryError`` naming its index.
+    """
+
+    #: The offset the page was asked for.
+    start: int
+    #: Raw entries on the page, good or bad.
+    count: int
+    details: tuple[InstanceDetail, ...] = ()
+    errors: tuple[ListEntryError, ...] = ()
+
+
+class Pager:
+    """Which page to ask for next, and which entries of an answered page are new.
+
+    Use: ``while (request := pager.next_request()) is not None``, ask for ``request`` =
+    ``(start, limit)``, then hand the answer's raw entry count and ids to ``take``.
+    """
+
+    def __init__(self, page_size: int) -> None:
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError("page_size must be a positive integer")
+        self._page_size = page_size
+        self._start = 0
+        self._seen: set[str] = set()
+        self._stale = 0
+        self._done = False
+        #: Pages answered so far, the final empty one included.
+        self.pages = 0
+
+    @property
+    def done(self) -> bool:
+        """True once an empty page ended the listing."""
+        return self._done
+
+    @property
+    def seen(self) -> int:
+        """Distinct ids yielded so far."""
+        return len(self._seen)
+
+    def next_request(self) -> tuple[int, int] | None:
+        """``(start, limit)`` of the next page, or None once the listing is over."""
+        return None if self._done else (self._start, self._page_size)
+
+    def take(self, count: int, ids: Sequence[str]) -> list[bool]:
+        """Record a page of ``count`` raw entries whose valid ids are ``ids``; which are new.
+
+        Returns one flag per id: True for an id this listing has not yielded yet.
+        """
+        if count < 0 or len(ids) > count:
+            raise ValueError("a page cannot hold fewer entries than ids")
+        self.pages += 1
+        if count == 0:
+            self._done = True
+            return []
+        self._start += count
+        fresh = []
+        for instance_id in ids:
+            key = instance_id.lower()
+            new = key not in self._seen
+            self._seen.add(key)
+            fresh.append(new)
+        self._stale = 0 if any(fresh) else self._stale + 1
+        if self._stale >= MAX_STALE_PAGES:
+            self._done = True
+            raise ResponseError(
+                f"{MAX_STALE_PAGES} pages in a row repeated ids already listed, up to offset "
+                f"{self._start}: the server seems to ignore the start offset"
+            )
+        return fresh
+
+
+async def walk(
+    pager: Pager, fetch: Callable[[int, int], Awaitable[ListPage]]
+) -> AsyncGenerator[InstanceDetail, None]:
+    """Every new instance of a listing, page after page, as ``fetch(start, limit)`` reads them.
+
+    A page's first bad entry is raised after the good entries before it were yielded.
+    """
+    while (request := pager.next_request()) is not None:
+        page = await fetch(*request)
+        fresh = pager.take(page.count, [detail.id for detail in page.details])
+        # Details keep page order, so those before the first bad entry are its index many.
+        good = page.errors[0].index if page.errors else len(page.details)
+        for detail, new in zip(page.details[:good], fresh, strict=False):
+            if new:
+                yield detail
+        if page.errors:
+            raise page.errors[0]
