@@ -54,6 +54,9 @@ class Rotation(Generic[_O]):
         self._polls: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._added = asyncio.Event()
+        # Cleared while another way of observing (a list sweep) stands in for the rotation.
+        self._active = asyncio.Event()
+        self._active.set()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -148,6 +151,13 @@ class Rotation(Generic[_O]):
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def pause(self, paused: bool) -> None:
+        """Stop visiting (``True``) while something else observes the entries, or go on."""
+        if paused:
+            self._active.clear()
+        else:
+            self._active.set()
+
     def ensure(self) -> None:
         """Start the loop unless it runs."""
         if self._task is None:
@@ -167,6 +177,9 @@ class Rotation(Generic[_O]):
         slot_at = self._clock()
         idle_visits = 0
         while True:
+            if not self._active.is_set():
+                await self._active.wait()
+                slot_at = self._clock()
             entry = self._next()
             if entry is None:
                 self._added.clear()

@@ -73,7 +73,18 @@ class SchedulePolicy:
 class Entry:
     """What the watcher keeps for one watched id."""
 
-    __slots__ = ("dormant", "failures", "instance_id", "invalid", "place", "poll", "rest", "state")
+    __slots__ = (
+        "dormant",
+        "failures",
+        "instance_id",
+        "invalid",
+        "listed",
+        "listed_late",
+        "place",
+        "poll",
+        "rest",
+        "state",
+    )
 
     def __init__(self, instance_id: str, state: Snapshot | None) -> None:
         self.instance_id = instance_id
@@ -89,6 +100,10 @@ class Entry:
         self.dormant = False
         #: Which of this entry's places in the rotation is the live one; older ones are skipped.
         self.place = 0
+        #: A list entry whose new status awaits its detail lookup (it stands in if that fails).
+        self.listed: object | None = None
+        #: The list showed ``listed`` after the poll in flight began: poll again after it.
+        self.listed_late = False
 
     def __repr__(self) -> str:
         return f"<Entry {self.instance_id} state={self.state!r} rest={self.rest}>"

@@ -7,7 +7,7 @@ Rule 1: a pass asks for the page that starts where the last page's entries ended
 Rule 2: within a pass, an id counts once (ids are compared in lower case); offsets shift while
         instances are created or deleted, so a page may repeat entries of the one before.
 Rule 3: a watched id the pass did not see is not gone: it is looked up by detail. A page that
-        fails after its retries ends the pass early, and the same rule covers the ids it held.
+        keeps failing ends the pass early (``abandon``), and the same rule covers its ids.
 Rule 4: a listed status equal to the last known one is an observation and costs nothing more; a
         different one is confirmed by a detail lookup; a first observation uses the listed entry.
 Rule 5: ``auto`` sweeps when the pages of the whole account cost fewer requests than one detail

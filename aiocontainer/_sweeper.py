@@ -5,9 +5,11 @@ Rule 1: a pass's pages are spread over the interval (as many slots as the last p
 Rule 2: what a page shows goes through the tracker (``Tracker.listed``), so changes, checkpoints,
         callbacks and waits behave as in detail mode; a status that differs from the last known
         one is confirmed by a detail lookup, whose detail is what the change carries.
-Rule 3: a page that fails after the client's retries is reported and ends the pass; every
-        watched id the pass did not see, those on that page included, is looked up by detail.
-        An entry that does not parse is reported and its instance looked up by detail.
+Rule 3: a page that fails after the client's retries is reported and asked for again at the
+        next slot, up to ``PAGE_RETRIES`` times; then the pass ends and every watched id it did
+        not see, those on that page included, is looked up by detail. An entry that does not
+        parse is reported and its instance looked up by detail. A status the list showed is never
+        lost: if the detail lookup that confirms it fails, the listed entry stands in for it.
 Rule 4: in ``auto`` mode each interval picks the cheaper way: a pass (its page count known from
         the last one, or from one probe page) or one detail lookup per due id. The rotation
         polls by detail whenever no pass runs; waits always poll by detail.
@@ -34,10 +36,12 @@ from aiocontainer._telemetry import log_fields
 from aiocontainer._tracker import Tracker
 from aiocontainer.errors import AiocontainerError
 
-__all__ = ["MIN_GUESS", "ListingClient", "Sweeper", "attach_sweeper"]
+__all__ = ["MIN_GUESS", "PAGE_RETRIES", "ListingClient", "Sweeper", "attach_sweeper"]
 
 #: Pages per interval of a first pass, whose length is not known yet.
 MIN_GUESS: Final = 20
+#: Times a pass asks again for a page that failed after the client's own retries.
+PAGE_RETRIES: Final = 2
 
 
 class ListingClient(Protocol):
@@ -76,6 +80,8 @@ class Sweeper:
 
     def ensure(self) -> None:
         """Start the passes unless they run."""
+        if self._mode == "list" or self._tracker.watch_all:
+            self._tracker.sweeping = True  # from the start: the rotation must not poll first
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="aiocontainer-watcher-sweep"
@@ -127,7 +133,7 @@ class Sweeper:
         self._tracker.health.counters.sweeps += 1
         spacing = self._policy.interval / self._expected_pages()
         first = self.passes == 0
-        slot = 0
+        slot = failures = 0
         while (request := sweep.next_request()) is not None:
             await self._sleep_until(started + slot * spacing)
             slot += 1
@@ -144,8 +150,11 @@ class Sweeper:
                         extra=log_fields(endpoint=LIST_PATH),
                     )
                 self._tracker.report_failure(None, exc)
-                sweep.abandon()
-                break
+                failures += 1
+                if failures > PAGE_RETRIES:
+                    sweep.abandon()
+                continue  # the same page again at the next slot
+            failures = 0
             for detail in sweep.take(page):
                 self._tracker.listed(detail, initial=first)
             for error in page.errors:

@@ -21,11 +21,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Protocol
 
-import attrs
-
 from aiocontainer._checkpoint import CheckpointFile, write_states
 from aiocontainer._delivery import Delivery, log
-from aiocontainer._diff import advance
+from aiocontainer._diff import Snapshot, advance, skipped_between
 from aiocontainer._health import HealthMonitor
 from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._rotation import Rotation
@@ -66,6 +64,11 @@ def _refusal(instance_id: str, detail: InstanceDetail) -> ResponseError | None:
     except UnicodeEncodeError:
         return ResponseError("the status is not valid text", instance_id=instance_id)
     return None
+
+
+def _between(known: Snapshot | None, listed: InstanceDetail, detail: InstanceDetail) -> bool:
+    """Whether the listed status lies on the usual path between the known one and ``detail``'s."""
+    return known is not None and listed.status in skipped_between(known.status, detail.status)
 
 
 class Passes(Protocol):
@@ -118,8 +121,7 @@ class Tracker:
         self._saving: asyncio.Task[None] | None = None
         #: Ids not yet seen terminal; when it empties, every watched id is terminal.
         self.unsettled: set[str] = set()
-        #: While a list sweep observes the watched ids, the rotation polls only waited ones.
-        self.sweeping = False
+        self._sweeping = False
         #: Every instance the list shows is watched (``watch_all``).
         self.watch_all = False
         #: The list sweep, when the client can list and the sweep mode allows it.
@@ -134,6 +136,16 @@ class Tracker:
             wanted=self._wanted,
             tick=self._tick,
         )
+
+    @property
+    def sweeping(self) -> bool:
+        """Whether a list sweep observes the watched ids now (the rotation then rests)."""
+        return self._sweeping
+
+    @sweeping.setter
+    def sweeping(self, value: bool) -> None:
+        self._sweeping = value
+        self.rotation.pause(value)
 
     @property
     def entries(self) -> Mapping[str, Entry]:
@@ -216,12 +228,13 @@ class Tracker:
         if seen is Listed.FIRST:
             self._apply(entry, detail)
         elif seen is Listed.SAME and entry.state is not None:
-            entry.state = attrs.evolve(entry.state, detail=detail)
+            entry.state = Snapshot(status=entry.state.status, seq=entry.state.seq, detail=detail)
             after_success(entry, self._policy, terminal=detail.is_terminal)
             at, terminal = self._now(), detail.is_terminal
             self.health.observed(key, at=at, status=detail.status, terminal=terminal)
             self._waits.observe(key, detail)
         else:
+            entry.listed, entry.listed_late = detail, entry.poll is not None
             self.look_up(key)
 
     def look_up(self, instance_id: str) -> None:
@@ -258,13 +271,33 @@ class Tracker:
         *,
         emit_initial: bool | None = None,
     ) -> None:
+        listed, late = entry.listed, entry.listed_late
+        entry.listed, entry.listed_late = None, False
         if isinstance(outcome, InstanceDetail):
             refused = _refusal(entry.instance_id, outcome)
             if refused is None:
+                if isinstance(listed, InstanceDetail) and not late:
+                    if _between(entry.state, listed, outcome):
+                        # The instance moved on between the page and this lookup: what the
+                        # list showed happened in between, and is reported before it.
+                        self._observed(entry, listed)
+                    listed = None
                 self._observed(entry, outcome, emit_initial=emit_initial)
-                return
-            outcome = refused
-        self._failed(entry, outcome)
+            else:
+                self._failed(entry, refused)
+        else:
+            self._failed(entry, outcome)
+        key = entry.instance_id
+        if not isinstance(listed, InstanceDetail) or self.rotation.entries.get(key) is not entry:
+            return  # nothing listed is pending, or the id was dropped meanwhile
+        if late:
+            # This poll began before the list showed the new status: confirm it with another.
+            entry.listed = listed
+            self.look_up(key)
+        elif not isinstance(outcome, InstanceDetail) or _refusal(key, outcome) is not None:
+            # The list showed the new status and its detail lookup failed: the status was seen
+            # all the same, so the listed entry stands in for the detail (it is not lost).
+            self._observed(entry, listed)
 
     def _observed(
         self, entry: Entry, detail: InstanceDetail, *, emit_initial: bool | None = None

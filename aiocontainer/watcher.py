@@ -79,35 +79,24 @@ def _key(instance_id: str) -> str:
 class InstanceWatcher(HealthView):
     """Poll instances through a client and report each status change once, in order.
 
-    Use ``async with watcher:`` to watch in the background while a block runs, or
-    ``await watcher.run()`` to watch in the foreground until ``stop()``. A stopped watcher can be
-    started again and keeps what it knew.
+    ``async with watcher:`` watches in the background while a block runs, ``await
+    watcher.run()`` in the foreground until ``stop()``; a stopped watcher can start again.
 
-    Options: each id is polled once per ``interval`` seconds, the polls spread over it (with up
-    to ``jitter`` of a slot), at most ``concurrency`` at a time. Terminal ids are polled again
-    only every ``terminal_interval`` seconds, failing ones back off up to ``max_backoff``
-    intervals, and ``gone_after`` answers of code 10004 in a row drop an id
-    (``InstanceGoneError``). The first observation of an id is a change with ``previous=None``
-    and ``seq=1``, or is recorded silently with ``emit_initial=False``.
+    Each id is polled once per ``interval`` (polls spread over it, ``jitter`` of a slot, at
+    most ``concurrency`` at a time); terminal ids only every ``terminal_interval``; failing ones
+    back off up to ``max_backoff`` intervals; ``gone_after`` answers of code 10004 in a row drop
+    an id (``InstanceGoneError``). A first observation is a change with ``previous=None`` and
+    ``seq=1``, or is recorded silently with ``emit_initial=False``.
 
-    Delivery: callbacks run in the event loop, each from its own queue of at most ``queue_size``
-    changes (a full one drops its oldest change and reports ``ChangesDroppedError``). Errors
-    from polls and callbacks go to ``on_error`` callbacks, or are logged at WARNING.
-
-    Stopping cancels sleeps and polls at once, then gives callbacks up to ``drain_timeout``
-    seconds (in full after ``stop_when_all_terminal`` ends a run, until a ``stop()``); what is
-    not delivered stays queued for the next start.
-
-    Checkpoint: with ``checkpoint=path``, the status and ``seq`` of each id are saved atomically
-    at most once per interval and at every stop; a new watcher on that path reports only what
-    changed meanwhile (see the README for the format and the corner cases).
-
-    Sweep: with a client that can list, ``sweep="list"`` observes the ids through list pages
-    (one pass per interval), ``"detail"`` polls each id, ``"auto"`` picks the cheaper way each
-    interval; ``watch_all=True`` watches every instance the list shows (see ``_sweeper``).
-
-    ``clock``, ``sleep``, ``rand`` (jitter) and ``now`` (``observed_at``) can be injected;
-    ``stale_after``: see ``HealthView``.
+    Each callback has its own queue of ``queue_size`` changes (a full one drops its oldest and
+    reports ``ChangesDroppedError``); errors go to ``on_error`` callbacks, else are logged.
+    Stopping cancels sleeps and polls at once and gives callbacks ``drain_timeout`` seconds (in
+    full after ``stop_when_all_terminal`` ends a run, until a ``stop()``); what is left stays
+    queued for the next start. ``checkpoint=path`` saves status and ``seq`` per id atomically,
+    so a new watcher reports only what changed meanwhile. ``sweep`` chooses list passes
+    (``"list"``), detail polls (``"detail"``) or the cheaper each interval (``"auto"``);
+    ``watch_all=True`` watches every listed instance. ``clock``, ``sleep``, ``rand`` and
+    ``now`` can be injected; ``stale_after``: see ``HealthView``. The README has the details.
     """
 
     def __init__(

@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
+from aiocontainer._sweeper import PAGE_RETRIES
 from aiocontainer.errors import InstanceGoneError, ResponseError, TransportError
 from aiocontainer.models import StatusChange
 from aiocontainer.watcher import InstanceWatcher
 from tests.watcher_fakes import (
     C,
+    D,
     FakeClient,
     FakeListClient,
     FakeTime,
@@ -82,8 +84,9 @@ async def test_a_watched_id_the_list_does_not_show_is_looked_up_and_dropped_when
     assert isinstance(errors[-1][1], InstanceGoneError) and errors[-1][0] == "b"
 
 
-async def test_a_failed_page_ends_the_pass_and_what_it_held_is_looked_up_by_detail(
-    ft: FakeTime,
+@pytest.mark.parametrize("failures", [1, 2, 3])
+async def test_a_failed_page_is_asked_again_then_ends_the_pass_for_detail_lookups(
+    ft: FakeTime, failures: int
 ) -> None:
     client = FakeListClient(ft, account(150), page_cap=100)
     watcher = make(client, list(client.statuses), sweep="list", emit_initial=False)
@@ -93,12 +96,33 @@ async def test_a_failed_page_ends_the_pass_and_what_it_held_is_looked_up_by_deta
     watcher.on_change(seen.append)
     async with watcher:
         await ft.advance(5)
-        client.list_script.append(TransportError("page down"))
-        await ft.advance(10)
-    assert [(i, str(e)) for i, e in errors] == [(None, "page down")]
-    # The pass failed at its first page: every watched id is looked up by detail, once.
-    assert sorted(i for _, i in client.calls) == sorted(client.statuses)
+        client.list_script.extend([TransportError("page down")] * failures)
+        await ft.advance(20)
+    assert [(i, str(e)) for i, e in errors] == [(None, "page down")] * failures
+    if failures <= PAGE_RETRIES:  # the page came at a later slot: nothing left for detail
+        assert client.calls == []
+        second_pass = [s for _, s, _ in client.list_calls][3:]
+        assert second_pass[: failures + 2] == [0] * (failures + 1) + [100]
+    else:  # the pass ended at its first page: every watched id is looked up by detail, once
+        assert sorted(i for _, i in client.calls) == sorted(client.statuses)
     assert seen == []  # a failed page is not a transition
+
+
+async def test_a_listed_status_stands_in_when_its_detail_lookup_fails(ft: FakeTime) -> None:
+    client = FakeListClient(ft, {"a": W})
+    watcher = make(client, ["a"], sweep="list", max_backoff=1)
+    errors: list[Exception] = []
+    watcher.on_error(lambda i, e: errors.append(e))
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(5)
+        client.statuses["a"] = R
+        client.script("a", TransportError("detail down"))
+        await ft.advance(10)
+    assert [str(e) for e in errors] == ["detail down"]
+    assert summary(seen) == [("a", None, W, 1), ("a", W, R, 2)]
+    assert seen[1].detail.version == "listed"
 
 
 async def test_a_bad_entry_is_reported_and_its_instance_looked_up_by_detail(
@@ -205,3 +229,46 @@ def test_bad_sweep_options_are_refused(options: dict[str, Any], error: type[Exce
 def test_a_client_that_cannot_list_is_refused_for_list_mode(options: dict[str, Any]) -> None:
     with pytest.raises(TypeError, match="cannot list"):
         InstanceWatcher(FakeClient(FakeTime()), **options)
+
+
+async def test_a_status_listed_while_an_older_poll_is_in_flight_is_confirmed_after_it(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": W})
+    client.latency = 15  # detail lookups take longer than a pass
+    watcher = make(client, ["a"], sweep="list", emit_initial=False)
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(5)
+        client.statuses["a"] = D  # listed at 10: a lookup starts, and will answer Waiting
+        client.script("a", W)
+        await ft.advance(10)
+        client.statuses["a"] = R  # listed at 20, while that lookup is still in flight
+        await ft.advance(30)
+    # The lookup that began before the list showed Running is followed by one at once (25),
+    # not left for the next pass (30): what the list showed is never dropped.
+    assert client.calls[:2] == [(10, "a"), (25, "a")]
+    assert summary(seen) == [("a", W, R, 1)]
+
+
+async def test_a_listed_status_passed_before_its_lookup_is_reported_in_between(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": W, "b": W})
+    watcher = make(client, ["a", "b"], sweep="list")
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(5)
+        client.statuses.update(a=D, b=D)  # the list shows Deploying...
+        client.script("a", R)  # ...and a has moved on to Running by its lookup
+        client.script("b", W)  # b is back in Waiting: Deploying is not between W and W
+        await ft.advance(10)
+    assert summary(seen) == [
+        ("a", None, W, 1),
+        ("b", None, W, 1),
+        ("a", W, D, 2),
+        ("a", D, R, 3),
+    ]
+    assert [c.detail.version for c in seen[2:]] == ["listed", "detail"]

@@ -45,9 +45,7 @@ async def test_a_page_cap_below_the_page_size_still_sees_every_instance_once() -
         assert endpoints.get("detail", 0) == 0, endpoints
 
 
-async def test_watch_all_under_churn_reports_each_new_instance_once_and_drops_deleted_ones() -> (
-    None
-):
+async def test_watch_all_under_churn_reports_new_instances_once_drops_deleted_ones() -> None:
     async with (
         Simulator(
             instances=120, seed=5, frozen=True, include_seed_instance=False, page_cap=25
@@ -78,9 +76,13 @@ async def test_watch_all_under_churn_reports_each_new_instance_once_and_drops_de
         created = now - first
         deleted = first - now
         assert created and deleted
-        assert Counter(c.instance_id for c in seen) == Counter(created)
-        assert all(c.previous is None for c in seen)
-        assert sorted(gone) == sorted(deleted)
+        reported = Counter(c.instance_id for c in seen)
+        assert set(reported.values()) == {1} and all(c.previous is None for c in seen)
+        # Every instance created and still there was reported; one created and deleted again
+        # during the churn may have been seen in between, and was then dropped as gone.
+        assert created <= set(reported) and not set(reported) & first
+        assert set(gone) >= deleted and not set(gone) & now
+        assert set(reported) - created <= set(gone)
 
 
 async def test_list_faults_at_thirty_percent_invent_nothing(caplog: Any) -> None:

@@ -11,6 +11,8 @@ Parts:
   sequential  a sequential requests.Session loop vs get_instances: throughput ratio
   decode      envelope parse + InstanceDetail build, stdlib json and orjson, in microseconds
   watch       InstanceWatcher at scale: polls/s vs target, CPU cores, peak RSS, missed changes
+  sweep       list sweep vs detail polling (all ids), auto vs detail (1 % of the ids): requests
+              per id per interval, CPU cores, changes missed or invented against the history
   memory      RSS per watched id
   otel        bulk client CPU with OpenTelemetry absent vs its API installed without an SDK,
               and the cost of the no-op hooks per lookup
@@ -351,7 +353,9 @@ async def watch_child(
     async with ContainerClient(base_url, token=TOKEN, concurrency=concurrency) as client:
         # terminal_interval keeps terminal instances in the rotation, so the target rate holds for
         # the whole run: every id once per interval.
-        watcher = InstanceWatcher(client, ids, interval=interval, terminal_interval=interval)
+        watcher = InstanceWatcher(
+            client, ids, interval=interval, terminal_interval=interval, sweep="detail"
+        )
         watcher.on_change(record)
         watcher.on_error(failed)
         rss_before = current_rss_mib()
@@ -480,6 +484,86 @@ async def memory_child(base_url: str, count: int) -> dict[str, Any]:
         "rss_delta_mib": after - before,
         "bytes_per_id": (after - before) * 2**20 / held,
     }
+
+
+async def sweep_child(
+    base_url: str, seconds: float, interval: float, concurrency: int, mode: str, watched: int
+) -> dict[str, Any]:
+    """One watcher on the first ``watched`` ids in one sweep mode: requests, CPU, exactness."""
+    from aiocontainer import InstanceWatcher, StatusChange
+
+    ids = instance_ids(base_url)[:watched]
+    chains: dict[str, list[str]] = {}
+    counts = {"changes": 0, "errors": 0}
+
+    def record(change: StatusChange) -> None:
+        chain = chains.setdefault(change.instance_id, [])
+        chain.extend(change.skipped)
+        chain.append(change.current)
+        counts["changes"] += change.previous is not None
+
+    def failed(instance_id: str | None, exc: Exception) -> None:
+        counts["errors"] += 1
+
+    async with ContainerClient(base_url, token=TOKEN, concurrency=concurrency) as client:
+        # terminal_interval: detail mode polls every id once per interval, as a list pass sees
+        # every id once per interval (terminal ones included).
+        watcher = InstanceWatcher(
+            client, ids, interval=interval, terminal_interval=interval, sweep=mode
+        )
+        watcher.on_change(record)
+        watcher.on_error(failed)
+        async with watcher:
+            # The first interval (first observations, the probe of "auto") is not measured.
+            await asyncio.sleep(interval)
+            requests0 = client.stats.requests
+            with Meter() as meter:
+                await asyncio.sleep(seconds)
+            requests = client.stats.requests - requests0
+    histories = await fetch_histories(base_url, ids)
+    mismatched = sum(not follows(histories[i], chains.get(i, [])) for i in ids)
+    intervals = meter.wall / interval
+    return {
+        "mode": mode,
+        "watched": len(ids),
+        "interval_s": interval,
+        "seconds": meter.wall,
+        "requests": requests,
+        "requests_per_id_per_interval": requests / len(ids) / intervals,
+        "cpu_cores": meter.cpu / meter.wall,
+        "changes": counts["changes"],
+        "missed_or_invented": mismatched,
+        "errors": counts["errors"],
+    }
+
+
+def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """List sweep against detail polling, each in its own process against a fresh simulator.
+
+    Every run gets a new simulator with the same seed, so each mode sees the same lifecycles
+    over the same stretch of simulated time.
+    """
+    results: dict[str, Any] = {}
+    if not hasattr(ContainerClient, "list_page"):
+        return {"skipped": "this client cannot list instances"}
+    few = str(max(1, args.watch_ids // 100))
+    for label, mode, watched in (
+        ("all_list", "list", str(args.watch_ids)),
+        ("all_detail", "detail", str(args.watch_ids)),
+        ("few_auto", "auto", few),
+        ("few_detail", "detail", few),
+    ):
+        with simulator(
+            instances=args.watch_ids, latency=args.latency, speed=args.sweep_speed, frozen=False
+        ) as base_url:
+            extra = ("--sweep-mode", mode, "--sweep-watched", watched)
+            results[label] = in_child("sweep", base_url, args, *extra)
+    list_cpu = results["all_list"]["cpu_cores"]
+    results["detail_over_list_cpu"] = results["all_detail"]["cpu_cores"] / max(list_cpu, 1e-9)
+    results["auto_over_detail_requests"] = results["few_auto"]["requests"] / max(
+        results["few_detail"]["requests"], 1
+    )
+    return results
 
 
 def in_child(part: str, base_url: str, args: argparse.Namespace, *extra: str) -> dict[str, Any]:
@@ -650,6 +734,22 @@ def table(results: dict[str, Any]) -> str:
         rows.append(("watch: peak RSS", f"{w['peak_rss_mib']:.0f} MiB", "<= 150 MiB"))
         seen = f"{w['missed']} / {w['delivered']} ({w['skipped']})"
         rows.append(("watch: missed / delivered changes (skipped)", seen, "0 missed"))
+    if (sw := results.get("sweep")) and "skipped" in sw:
+        rows.append(("sweep", sw["skipped"], ""))
+    elif sw:
+        for label in ("all_list", "all_detail", "few_auto", "few_detail"):
+            r = sw[label]
+            setting = f"{r['watched']} ids, {r['mode']}, every {r['interval_s']:g} s"
+            cost = (
+                f"{r['requests_per_id_per_interval']:.4f} req/id/interval, "
+                f"{r['cpu_cores']:.3f} cores, {r['changes']} changes, "
+                f"{r['missed_or_invented']} missed/invented"
+            )
+            target = {"all_list": "<= 0.02, <= 0.06 cores, 0"}.get(label, "0 missed/invented")
+            rows.append((f"sweep {setting}", cost, target))
+        rows.append(("sweep: detail CPU / list CPU", f"{sw['detail_over_list_cpu']:.1f}x", ">= 8x"))
+        ratio = f"{sw['auto_over_detail_requests']:.3f}"
+        rows.append(("sweep: auto requests / detail requests, few ids", ratio, "<= 1"))
     for m in results.get("memory", []):
         per_id = f"{m['bytes_per_id'] / 1024:.2f} KiB ({m['rss_delta_mib']:.1f} MiB in all)"
         rows.append((f"memory per watched id, {m['ids']} ids", per_id, ""))
@@ -670,7 +770,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--parts", default="simulator,bulk,sequential,decode,watch,memory,otel")
+    parser.add_argument(
+        "--parts", default="simulator,bulk,sequential,decode,watch,sweep,memory,otel"
+    )
     parser.add_argument("--simulator-seconds", type=float, default=5.0)
     parser.add_argument("--ids", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64)
@@ -684,7 +786,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--watch-seconds", type=float, default=30.0)
     parser.add_argument("--watch-speed", type=float, default=1.0)
     parser.add_argument("--memory-ids", default="10000,50000")
-    parser.add_argument("--child", choices=("watch", "memory"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("watch", "memory", "sweep"), help=argparse.SUPPRESS)
+    # Simulated seconds per second for the sweep part: each change costs a detail lookup in list
+    # mode, so the figure depends on how often instances change; the table shows that rate.
+    parser.add_argument("--sweep-speed", type=float, default=1.0)
+    parser.add_argument("--sweep-mode", default="list", help=argparse.SUPPRESS)
+    parser.add_argument("--sweep-watched", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--memory-count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script runs")
@@ -704,6 +811,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.child == "watch":
         result = asyncio.run(
             watch_child(args.base_url, args.watch_seconds, args.watch_interval, args.concurrency)
+        )
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+    if args.child == "sweep":
+        result = asyncio.run(
+            sweep_child(
+                args.base_url,
+                args.watch_seconds,
+                args.watch_interval,
+                args.concurrency,
+                args.sweep_mode,
+                args.sweep_watched,
+            )
         )
         print("RESULT " + json.dumps(result), flush=True)
         return 0
@@ -729,6 +849,9 @@ def main(argv: list[str] | None = None) -> int:
     if "watch" in parts:
         results["watch"] = run_watch(args)
         print(f"watch: {json.dumps(results['watch'])}", flush=True)
+    if "sweep" in parts:
+        results["sweep"] = run_sweep(args)
+        print(f"sweep: {json.dumps(results['sweep'])}", flush=True)
     if "memory" in parts:
         results["memory"] = run_memory(args)
         print(f"memory: {json.dumps(results['memory'])}", flush=True)
