@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from aiocontainer.models import InstanceStatus
+
+#: The documented statuses in lifecycle order, as the command line offers and suggests them.
+DOCUMENTED_STATUSES = (
+    InstanceStatus.WAITING,
+    InstanceStatus.DEPLOYING,
+    InstanceStatus.RUNNING,
+    InstanceStatus.COMPLETED,
+    InstanceStatus.FAILED,
+    InstanceStatus.TERMINATED,
+)
+
 
 def _parsed(text: str, kind: type[float] | type[int]) -> float:
     try:

@@ -9,25 +9,16 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from aiocontainer import AiocontainerError, ContainerClient, InstanceDetail, InstanceStatus
+from aiocontainer import AiocontainerError, ContainerClient, InstanceDetail
 from aiocontainer._protocol import TASK_TYPES
 from aiocontainer.cli import _output
 from aiocontainer.cli._config import base_url_of
 from aiocontainer.cli._exits import EXIT_API, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from aiocontainer.cli._options import positive_int
+from aiocontainer.cli._options import DOCUMENTED_STATUSES, positive_int
 from aiocontainer.cli._run import run_with_client
 
 if TYPE_CHECKING:
     from aiocontainer.cli._parser import Commands
-
-STATUSES = (
-    InstanceStatus.WAITING,
-    InstanceStatus.DEPLOYING,
-    InstanceStatus.RUNNING,
-    InstanceStatus.COMPLETED,
-    InstanceStatus.FAILED,
-    InstanceStatus.TERMINATED,
-)
 
 
 def register(commands: Commands) -> None:
@@ -42,7 +33,9 @@ def register(commands: Commands) -> None:
         needs_rich=lambda args: args.output == "table",
         exit_codes=(EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_INTERRUPTED),
     )
-    parser.add_argument("--status", choices=STATUSES, help="only instances in this status")
+    parser.add_argument(
+        "--status", choices=DOCUMENTED_STATUSES, help="only instances in this status"
+    )
     parser.add_argument(
         "--task-type", choices=sorted(TASK_TYPES), help="only instances of this task type"
     )

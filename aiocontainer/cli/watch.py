@@ -13,7 +13,6 @@ from aiocontainer import (
     ContainerClient,
     InstanceDetail,
     InstanceGoneError,
-    InstanceStatus,
     InstanceWatcher,
     InvalidParameterError,
     StatusChange,
@@ -33,7 +32,7 @@ from aiocontainer.cli._exits import (
     UsageError,
 )
 from aiocontainer.cli._ids import check_ids, read_ids, read_stdin
-from aiocontainer.cli._options import positive_float, statuses
+from aiocontainer.cli._options import DOCUMENTED_STATUSES, positive_float, statuses
 from aiocontainer.cli._run import run_with_client
 
 if TYPE_CHECKING:
@@ -154,26 +153,16 @@ def _interval(parser: argparse.ArgumentParser) -> None:
     )
 
 
-KNOWN_STATUSES = (
-    InstanceStatus.WAITING,
-    InstanceStatus.DEPLOYING,
-    InstanceStatus.RUNNING,
-    InstanceStatus.COMPLETED,
-    InstanceStatus.FAILED,
-    InstanceStatus.TERMINATED,
-)
-
-
 def check_statuses(option: str, statuses: Iterable[str]) -> None:
     """Refuse a status that is not one of the documented six (statuses are case-sensitive)."""
     for status in statuses:
-        if status in KNOWN_STATUSES:
+        if status in DOCUMENTED_STATUSES:
             continue
-        guess = difflib.get_close_matches(status.capitalize(), KNOWN_STATUSES, n=1, cutoff=0.6)
+        guess = difflib.get_close_matches(status.capitalize(), DOCUMENTED_STATUSES, n=1, cutoff=0.6)
         maybe = f" (did you mean {guess[0]}?)" if guess else ""
         raise UsageError(
             f"unknown status {status!r} in {option}{maybe}: the platform's statuses are "
-            f"{', '.join(KNOWN_STATUSES)}; --allow-unknown-status accepts any"
+            f"{', '.join(DOCUMENTED_STATUSES)}; --allow-unknown-status accepts any"
         )
 
 
