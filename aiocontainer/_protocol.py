@@ -30,6 +30,7 @@ from aiocontainer.errors import (
     HTTPStatusError,
     InvalidInstanceIdError,
     ListEntryError,
+    PermissionDeniedError,
     ResponseError,
     TransportError,
     api_error_class,
@@ -48,6 +49,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "RETRYABLE_CODES",
     "TASK_TYPES",
+    "after_failure",
     "ai_base_url",
     "ai_base_urls",
     "detail_path",
@@ -466,6 +468,27 @@ def _list_entry(
         )
         failure.__cause__ = _safe_cause(exc, secret)
     raise failure
+
+
+def after_failure(
+    failure: AiocontainerError,
+    *,
+    attempt: int,
+    max_attempts: int,
+    remaining: float,
+    can_renew: bool,
+) -> str:
+    """What follows failed attempt number ``attempt``: ``"retry"``, ``"renew"`` or ``"give_up"``.
+
+    Nothing follows the last attempt, or once the budget (``remaining`` seconds) is spent. A
+    10008 is answered by one token renewal and an immediate resend when ``can_renew`` (a
+    provider, not renewed yet in this call); other failures are retried if ``is_retryable``.
+    """
+    if attempt >= max_attempts or remaining <= 0:
+        return "give_up"
+    if can_renew and isinstance(failure, PermissionDeniedError):
+        return "renew"
+    return "retry" if is_retryable(failure) else "give_up"
 
 
 def is_retryable(exc: BaseException) -> bool:

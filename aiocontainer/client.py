@@ -38,8 +38,8 @@ from aiocontainer._protocol import (
     DETAIL_PATH,
     LIST_PATH,
     MAX_BODY_BYTES,
+    after_failure,
     ai_base_urls,
-    is_retryable,
     list_filters,
     list_request,
     read_detail,
@@ -47,13 +47,12 @@ from aiocontainer._protocol import (
     retry_delay,
     validate_instance_id,
 )
-from aiocontainer._telemetry import Lookup, endpoint_of, error_fields, start_lookup
+from aiocontainer._telemetry import endpoint_of, error_fields, start_lookup
 from aiocontainer._tokens import TokenKeeper, TokenProvider
 from aiocontainer._transport import Params, Transport
 from aiocontainer.errors import (
     AiocontainerError,
     ClientClosedError,
-    PermissionDeniedError,
 )
 from aiocontainer.models import InstanceDetail
 
@@ -278,93 +277,65 @@ class ContainerClient:
         label: str,
         body: dict[str, Any] | None = None,
     ) -> _T:
-        """One lookup: its attempts inside one telemetry span (see ``_telemetry``)."""
-        with start_lookup(path, instance_id) as lookup:
-            return await self._attempts(
-                path, params, reader, instance_id=instance_id, label=label, body=body, lookup=lookup
-            )
+        """Send one request until it succeeds or the retry policy gives up, in one telemetry span.
 
-    async def _attempts(
-        self,
-        path: str,
-        params: Params,
-        reader: _Reader[_T],
-        *,
-        instance_id: str | None,
-        label: str,
-        body: dict[str, Any] | None,
-        lookup: Lookup,
-    ) -> _T:
-        """Send one request until it succeeds or the retry policy gives up.
-
-        ``instance_id`` is what a transport error is about; ``label`` names the request in the
-        retry log line and in transport errors. The loop is explicit, on a deadline taken from
-        ``clock`` when the call starts: the ``backoff`` decorator measures its budget from the
-        start of the failed attempt, which let one more attempt begin after ``max_retry_time``.
-        ``backoff`` still supplies the exponential steps; ``_protocol.retry_delay`` adds the
-        jitter, the floor and the cap. A 10008 with a token provider renews the token once and
-        resends at once; that resend is an attempt like any.
+        ``instance_id`` is what a transport error is about; ``label`` names the request in logs
+        and errors. The deadline is taken from ``clock`` when the call starts (the ``backoff``
+        decorator let one attempt begin after ``max_retry_time``); ``backoff`` gives the steps,
+        ``_protocol`` the decision, jitter, floor and cap. The span is opened here, not in a
+        wrapper: every frame between a lookup and its socket is crossed at each resume.
         """
-        deadline = self._clock() + self._max_retry_time
-        steps: Iterator[float] | None = None  # made on the first failure: most calls need none
-        renewed = False
-        attempt = 1
-        while True:
-            failure: AiocontainerError
-            token = self._tokens.ready()
-            try:
-                if token is None:
-                    token = await self._tokens.current(self._provider_bound(deadline))
-                lookup.sent(attempt)
-                status, headers, raw = await self._transport.exchange(
-                    path, params, body, token, instance_id, label
-                )
-                lookup.answered(status)
-                return reader(status, headers, raw, token.reveal())
-            except AiocontainerError as exc:
-                failure = exc
-            remaining = deadline - self._clock()
-            if attempt >= self._max_attempts or remaining <= 0:
-                raise self._gave_up(failure)
-            if (
-                isinstance(failure, PermissionDeniedError)
-                and self._tokens.has_provider
-                and not renewed
-            ):
-                # 10008 also means "token expired": renew once per call, never in a loop.
-                renewed = True
+        with start_lookup(path, instance_id) as lookup:
+            deadline = self._clock() + self._max_retry_time
+            steps: Iterator[float] | None = None  # made on the first failure: most calls need none
+            renewed = False
+            attempt = 1
+            while True:
+                failure: AiocontainerError
+                token = self._tokens.ready()
                 try:
-                    await self._tokens.renew(stale=token, bound=self._provider_bound(deadline))
+                    if token is None:
+                        token = await self._tokens.current(self._provider_bound(deadline))
+                    lookup.sent(attempt)
+                    status, headers, raw = await self._transport.exchange(
+                        path, params, body, token, instance_id, label
+                    )
+                    lookup.answered(status)
+                    return reader(status, headers, raw, token.reveal())
                 except AiocontainerError as exc:
-                    raise self._gave_up(exc)  # noqa: B904 - the 10008 is the reason, not a bug
-                if self._clock() >= deadline:
-                    raise self._gave_up(failure)  # the renewal used the budget up
-                delay = 0.0
-            elif is_retryable(failure):
-                if steps is None:
-                    steps = backoff.expo(factor=self._backoff_factor, max_value=self._backoff_max)
-                    next(steps)  # the generator's first value only primes it
-                delay = retry_delay(next(steps), failure.retry_after, remaining)
-            else:
-                raise self._gave_up(failure)
-            self._stats.retries += 1
-            _log.warning(
-                "retrying %s in %.2fs after attempt %d failed: %s",
-                label,
-                delay,
-                attempt,
-                str(failure),  # text only: a kept record must not keep the error's frames
-                extra=error_fields(
-                    instance_id,
+                    failure = exc
+                remaining = deadline - self._clock()
+                step = after_failure(
                     failure,
                     attempt=attempt,
-                    delay=delay,
-                    endpoint=endpoint_of(path, instance_id),
-                ),
-            )
-            if delay > 0:
-                await self._sleep(delay)
-            attempt += 1
+                    max_attempts=self._max_attempts,
+                    remaining=remaining,
+                    can_renew=self._tokens.has_provider and not renewed,
+                )
+                if step == "renew":
+                    # 10008 also means "token expired": renew once per call, never in a loop.
+                    renewed = True
+                    try:
+                        await self._tokens.renew(stale=token, bound=self._provider_bound(deadline))
+                    except AiocontainerError as exc:
+                        raise self._gave_up(exc)  # noqa: B904 - the 10008 is the reason, not a bug
+                    if self._clock() >= deadline:
+                        raise self._gave_up(failure)  # the renewal used the budget up
+                    delay = 0.0
+                elif step == "retry":
+                    if steps is None:
+                        steps = backoff.expo(
+                            factor=self._backoff_factor, max_value=self._backoff_max
+                        )
+                        next(steps)  # the generator's first value only primes it
+                    delay = retry_delay(next(steps), failure.retry_after, remaining)
+                else:
+                    raise self._gave_up(failure)
+                self._stats.retries += 1
+                _log_retry(label, delay, attempt, failure, path, instance_id)
+                if delay > 0:
+                    await self._sleep(delay)
+                attempt += 1
 
     def _gave_up(self, failure: AiocontainerError) -> AiocontainerError:
         """Count a call that ended with ``failure`` after its last attempt; return the error."""
@@ -470,3 +441,28 @@ class ContainerClient:
         outcomes: dict[str, Result] = dict(refused)
         await lookup_all(pending, limit, self._get_valid, outcomes.__setitem__)
         return {instance_id: outcomes[instance_id] for instance_id in order}
+
+
+def _log_retry(
+    label: str,
+    delay: float,
+    attempt: int,
+    failure: AiocontainerError,
+    path: str,
+    instance_id: str | None,
+) -> None:
+    """The WARNING line of one retry; the error's text only, never the error itself."""
+    _log.warning(
+        "retrying %s in %.2fs after attempt %d failed: %s",
+        label,
+        delay,
+        attempt,
+        str(failure),  # a kept record must not keep the error's frames
+        extra=error_fields(
+            instance_id,
+            failure,
+            attempt=attempt,
+            delay=delay,
+            endpoint=endpoint_of(path, instance_id),
+        ),
+    )

@@ -245,3 +245,23 @@ async def test_list_faults_at_30_percent_are_retried_to_a_whole_listing(sim: Sim
         retries = client.stats.retries
     assert sorted(found) == sorted(sim.instance_ids)
     assert retries > 0
+
+
+async def test_the_simulators_page_cap_below_page_size_loses_nothing() -> None:
+    async with Simulator(instances=60, seed=8, frozen=True, page_cap=7) as capped:
+        async with ContainerClient(capped.base_url, token=capped.token) as client:
+            found = await collect(client.list_instances(page_size=20))
+            requests = client.stats.requests
+    assert sorted(found) == sorted(capped.instance_ids)
+    assert len(found) == len(set(found))
+    # 60 instances (and the seed) in pages of at most 7, then the empty page that ends it.
+    assert requests == -(-len(capped.instance_ids) // 7) + 1
+
+
+async def test_churn_during_a_listing_never_repeats_an_id() -> None:
+    async with Simulator(instances=60, seed=9, frozen=True, page_cap=10) as sim:
+        sim.set_listing(churn=2)  # two created and two deleted before every page
+        async with ContainerClient(sim.base_url, token=sim.token) as client:
+            found = await collect(client.list_instances(page_size=10))
+    assert len(found) == len(set(found))
+    assert len(found) > 30

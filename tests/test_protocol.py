@@ -9,6 +9,7 @@ import pytest
 
 from aiocontainer import errors
 from aiocontainer._protocol import (
+    after_failure,
     ai_base_url,
     ai_base_urls,
     detail_path,
@@ -522,3 +523,30 @@ def test_several_base_urls_keep_their_order_without_repeats() -> None:
 def test_bad_base_urls_are_refused(bad: Any) -> None:
     with pytest.raises(ValueError, match="base_url"):
         ai_base_urls(bad)
+
+
+# -- what follows a failed attempt ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure", "attempt", "remaining", "can_renew", "step"),
+    [
+        (errors.TransportError("reset"), 1, 5.0, False, "retry"),
+        (errors.TransportError("reset"), 4, 5.0, False, "give_up"),  # the last attempt
+        (errors.TransportError("reset"), 1, 0.0, False, "give_up"),  # the budget is spent
+        (errors.PermissionDeniedError("10008", "expired"), 1, 5.0, True, "renew"),
+        (errors.PermissionDeniedError("10008", "expired"), 1, 5.0, False, "give_up"),
+        (errors.PermissionDeniedError("10008", "expired"), 4, 5.0, True, "give_up"),
+        (errors.InvalidParameterError("10004", "bad"), 1, 5.0, True, "give_up"),
+        (errors.InternalApiError("10001", "busy"), 2, 0.1, True, "retry"),
+    ],
+)
+def test_after_failure(
+    failure: errors.AiocontainerError, attempt: int, remaining: float, can_renew: bool, step: str
+) -> None:
+    assert (
+        after_failure(
+            failure, attempt=attempt, max_attempts=4, remaining=remaining, can_renew=can_renew
+        )
+        == step
+    )
