@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiocontainer import (
@@ -291,6 +291,7 @@ def test_a_long_bad_list_is_cut_short_and_the_message_says_so(data: dict[str, An
     assert "$.containerPortInfoList: 245 more items not checked after 5 bad ones" in message
 
 
+@settings(deadline=None)  # a shared machine's timings vary too much for a deadline
 @given(bad=st.lists(st.booleans(), max_size=40))
 def test_a_list_is_checked_up_to_the_fifth_bad_item(bad: list[bool]) -> None:
     ports = [{"containerPort": 1.5 if wrong else 1} for wrong in bad]
