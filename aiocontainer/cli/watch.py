@@ -238,7 +238,7 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
 
     @watcher.on_error
     def complain(instance_id: str | None, exc: Exception) -> None:
-        display.error()
+        display.error(instance_id, exc)
         complaints(instance_id, exc)
         if isinstance(exc, InstanceGoneError) and not watcher.ids:
             watcher.stop()  # every id is gone: nothing is left to watch
