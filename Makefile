@@ -10,14 +10,16 @@ CLI_STAMP := $(VENV)/.installed-cli
 
 COMPAT := --config-settings editable_mode=compat
 
-.PHONY: demo test check typecheck-public bench clean
+FLOOR := .venv-floor
+
+.PHONY: demo test check typecheck-public test-floor bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli,speedups]' $(COMPAT)
+	$(BIN)/python -m pip install --quiet -e '.[cli,speedups]' $(COMPAT) --group dev
 	touch $(STAMP)
 
 $(CLI_STAMP): pyproject.toml | $(BIN)/python
@@ -41,8 +43,25 @@ check: $(STAMP)
 typecheck-public: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pyright --verifytypes aiocontainer --ignoreexternal
 
+# The suite against the lowest versions pyproject.toml allows (build backend, runtime, extras, dev
+# tools), installed from the source distribution into its own venv and run from the unpacked sdist:
+# this checks the declared floors and that the sdist carries everything the tests need.
+test-floor:
+	rm -rf $(FLOOR)
+	$(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR)/bin/python .ci/floors.py pyproject.toml > $(FLOOR)/floors.txt
+	$(FLOOR)/bin/python -m pip install --quiet -c $(FLOOR)/floors.txt setuptools
+	$(FLOOR)/bin/python -c "from setuptools.build_meta import build_sdist; build_sdist('$(FLOOR)/dist')"
+	mkdir $(FLOOR)/src
+	tar -xzf $(FLOOR)/dist/aiocontainer-*.tar.gz -C $(FLOOR)/src --strip-components=1
+	cd $(FLOOR)/src && ../bin/python -m pip install --quiet --no-build-isolation \
+		-c ../floors.txt '.[cli,speedups]' --group dev
+	$(FLOOR)/bin/python -m pip freeze --exclude aiocontainer > $(FLOOR)/installed.txt
+	cd $(FLOOR)/src && ../bin/python -m pytest -q -p no:cacheprovider
+
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench.py
 
 clean:
-	rm -rf $(VENV) bench-results.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR) bench-results.json .pytest_cache .mypy_cache .ruff_cache

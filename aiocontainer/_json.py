@@ -64,8 +64,10 @@ _ESCAPE_RE: Final = re.compile(rb"\\.", re.DOTALL)
 # A \u escape of a surrogate, high or low; only bodies holding one are checked after parsing.
 _SURROGATE_ESCAPE_RE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _BOM: Final = b"\xef\xbb\xbf"
-# 19 digits in a row may be an integer outside orjson's exact range (-2**63 .. 2**64-1).
-_LONG_DIGITS_RE: Final = re.compile(rb"[0-9]{19}")
+# 19 digits in a row may be an integer outside orjson's exact range (-2**63 .. 2**64-1). Found by
+# turning every digit into "0" and searching for 19 of them: much faster than a regex scan.
+_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS: Final = b"0" * 19
 
 
 def _nesting_depth(data: bytes) -> int:
@@ -89,6 +91,8 @@ def _nesting_depth(data: bytes) -> int:
 
 
 def _check_depth(data: bytes) -> None:
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return  # too few brackets, even counting those inside strings: the common small body
     depth = _nesting_depth(data)
     if depth > MAX_DEPTH:
         raise JSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
@@ -142,7 +146,7 @@ def loads(raw: bytes | bytearray | memoryview | str, *, use_orjson: bool | None 
         raise JSONError("JSON text starts with a byte order mark")
     _check_depth(data)
     parse = _backend_loads(use_orjson)
-    if parse is not _stdlib_loads and _LONG_DIGITS_RE.search(data) is not None:
+    if parse is not _stdlib_loads and _LONG_DIGITS in data.translate(_DIGITS_AS_ZERO):
         parse = _stdlib_loads
     try:
         value = parse(data)
@@ -150,7 +154,7 @@ def loads(raw: bytes | bytearray | memoryview | str, *, use_orjson: bool | None 
         raise
     except (ValueError, RecursionError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise JSONError(_describe(exc)) from None
-    if _SURROGATE_ESCAPE_RE.search(data) is not None:
+    if b"\\u" in data and _SURROGATE_ESCAPE_RE.search(data) is not None:
         # Only the standard library lets an unpaired \ud800 through; what it returns could never
         # be written again as UTF-8, so it is refused here like orjson refuses it.
         _refuse_surrogates(value)

@@ -16,7 +16,7 @@ This module imports neither aiohttp nor asyncio.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Final
 
 import attrs
@@ -24,7 +24,7 @@ import attrs
 from aiocontainer.errors import ListEntryError, ResponseError
 from aiocontainer.models import InstanceDetail
 
-__all__ = ["MAX_STALE_PAGES", "ListPage", "Pager"]
+__all__ = ["MAX_STALE_PAGES", "ListPage", "Pager", "walk"]
 
 #: Non-empty pages in a row that bring no new id before a listing is abandoned.
 MAX_STALE_PAGES: Final = 3
@@ -104,3 +104,22 @@ class Pager:
                 f"{self._start}: the server seems to ignore the start offset"
             )
         return fresh
+
+
+async def walk(
+    pager: Pager, fetch: Callable[[int, int], Awaitable[ListPage]]
+) -> AsyncGenerator[InstanceDetail, None]:
+    """Every new instance of a listing, page after page, as ``fetch(start, limit)`` reads them.
+
+    A page's first bad entry is raised after the good entries before it were yielded.
+    """
+    while (request := pager.next_request()) is not None:
+        page = await fetch(*request)
+        fresh = pager.take(page.count, [detail.id for detail in page.details])
+        # Details keep page order, so those before the first bad entry are its index many.
+        good = page.errors[0].index if page.errors else len(page.details)
+        for detail, new in zip(page.details[:good], fresh, strict=False):
+            if new:
+                yield detail
+        if page.errors:
+            raise page.errors[0]

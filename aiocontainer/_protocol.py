@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from aiocontainer import _json
@@ -133,11 +133,9 @@ def ai_base_urls(base_url: object) -> tuple[str, ...]:
     """One or several base URLs, each through ``ai_base_url``, in order, without repeats."""
     if isinstance(base_url, str):
         return (ai_base_url(base_url),)
-    require(
-        not isinstance(base_url, bytes | bytearray) and hasattr(base_url, "__iter__"),
-        "base_url must be a URL or a sequence of URLs",
-    )
-    urls = tuple(dict.fromkeys(ai_base_url(url) for url in base_url))  # type: ignore[attr-defined]
+    if isinstance(base_url, bytes | bytearray) or not isinstance(base_url, Iterable):
+        raise ValueError("base_url must be a URL or a sequence of URLs")
+    urls = tuple(dict.fromkeys(ai_base_url(url) for url in base_url))
     require(bool(urls), "base_url must name at least one URL")
     return urls
 
@@ -355,11 +353,9 @@ def list_filters(
         )
         pairs.append(("taskType", str(task_type)))
     if names is not None:
-        require(
-            not isinstance(names, str | bytes) and hasattr(names, "__iter__"),
-            "names must be a list of instance names, not a single string",
-        )
-        listed = list(names)  # type: ignore[call-overload]
+        if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+            raise ValueError("names must be a list of instance names, not a single string")
+        listed = list(names)
         require(
             all(isinstance(name, str) and name for name in listed),
             "every name must be a non-empty string",

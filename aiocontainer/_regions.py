@@ -5,8 +5,7 @@ Rule 1: a token answer becomes a tuple of ``RegionToken`` or one ``ResponseError
 Rule 2: the platform's own token (cluster id ``"0"``, name ``"ac"``) is not a region: it is left
         out of ``Region`` listings, and choosing it is a ``RegionUnavailableError``.
 Rule 3: only ``aiUrls`` entries whose ``enable`` is the string ``"true"`` and whose ``url`` is an
-        http(s) URL are used, in the center's order; one trailing ``/ai`` is stripped, because the
-        container paths already start with ``/ai/openapi/v2/``.
+        http(s) URL are used, in the center's order (the client strips one trailing ``/ai``).
 Rule 4: a token is renewed ahead of its ``expireTime`` at ``min(refresh_margin, lifetime / 4)``
         before it, so a token is always used for at least three quarters of its life; a token that
         looks expired on arrival (the clocks disagree) is not renewed on schedule at all, only
@@ -33,7 +32,6 @@ __all__ = [
     "Region",
     "RegionToken",
     "TokenState",
-    "ai_base",
     "choose_region",
     "decide",
     "enabled_ai_urls",
@@ -200,14 +198,6 @@ def choose_region(
         f"several regions have a token; choose one by name or cluster id: {', '.join(known)}",
         known=known,
     )
-
-
-def ai_base(url: str) -> str:
-    """A center URL as the client's base URL: trailing slashes and one ``/ai`` removed."""
-    root = url.rstrip("/")
-    if root.endswith("/ai"):
-        root = root[: -len("/ai")]
-    return root
 
 
 def enabled_ai_urls(data: Any) -> tuple[str, ...]:

@@ -33,7 +33,6 @@ from aiocontainer._regions import (
     Region,
     RegionToken,
     TokenState,
-    ai_base,
     can_renew,
     choose_region,
     decide,
@@ -220,16 +219,16 @@ class ScnetAuth:
             if reserved in client_options:
                 raise TypeError(f"{reserved} is chosen by ScnetAuth.client(); do not pass it")
         entry = await self._choose(region)
-        urls = [ai_base(url) for url in await self._ai_urls(entry)]
+        urls = await self._ai_urls(entry)
         if self._ssl is not None:
             client_options.setdefault("ssl", self._ssl)
         # The client schedules its renewals on the same wall clock as ours.
         client_options.setdefault("wall_clock", self._clock)
         margin = float(client_options.get("refresh_margin", 60.0))
         provider = _RegionProvider(self, entry.cluster_id, client_margin=margin)
-        # The client takes one base URL today; the others are kept for failover once it takes
-        # a list (the first enabled one is the center's preferred).
-        return ContainerClient(urls[0], token=provider, **client_options)
+        # Every enabled URL, in the center's order: the client moves to the next one only when a
+        # connection fails, and strips the trailing /ai the center's URLs may carry.
+        return ContainerClient(urls, token=provider, **client_options)
 
     # -- regions --------------------------------------------------------------------------------
 

@@ -1,16 +1,13 @@
-"""``ContainerClient``: the only place that talks HTTP.
+"""``ContainerClient``: lookups, listing and bulk calls over one retry policy and one token.
 
-Rule 1: every foreign exception (aiohttp, OSError, asyncio timeouts) becomes an
-        ``AiocontainerError`` in ``_exchange``; it is chained with ``__cause__`` only when it does
-        not reveal the token, and it is never left as ``__context__``.
-Rule 2: an attempt is bounded by ``timeout`` from the moment it holds a concurrency slot;
-        waiting for a slot or for the rate limiter does not count.
-Rule 3: a request is retried only when ``_protocol.is_retryable`` says so, or once after a
+Rule 1: a request is retried only when ``_protocol.is_retryable`` says so, or once after a
         10008 with a renewed token; every request counts against ``max_attempts`` and no attempt
         starts after ``max_retry_time``; cancellation is never caught.
-Rule 4: concurrent ``get_instance`` calls for one id share one request.
-Rule 5: the token appears only in the ``token`` request header.
-Rule 6: time is read only through the injected ``clock``, ``sleep`` and ``wall_clock``.
+Rule 2: concurrent ``get_instance`` calls for one id share one request.
+Rule 3: time is read only through the injected ``clock``, ``sleep`` and ``wall_clock``.
+
+The HTTP exchange itself (session, slots, rate limit, base URLs, bodies, foreign errors) is
+``_transport.Transport``; the answers are read by ``_protocol``; the token is ``_tokens``'s.
 """
 
 from __future__ import annotations
@@ -33,10 +30,10 @@ from typing import Any, Final, TypeAlias, TypeVar
 import aiohttp
 import attrs
 import backoff
-from yarl import URL
 
+from aiocontainer._bulk import Result, as_completed, lookup_all, sort_ids
 from aiocontainer._options import require
-from aiocontainer._paging import ListPage, Pager
+from aiocontainer._paging import ListPage, Pager, walk
 from aiocontainer._protocol import (
     DETAIL_PATH,
     LIST_PATH,
@@ -50,16 +47,13 @@ from aiocontainer._protocol import (
     retry_delay,
     validate_instance_id,
 )
-from aiocontainer._telemetry import Lookup, endpoint_of, error_fields, log_fields, start_lookup
-from aiocontainer._tokens import Secret, TokenKeeper, TokenProvider, leaks, mentions, redact
-from aiocontainer._version import __version__
+from aiocontainer._telemetry import Lookup, endpoint_of, error_fields, start_lookup
+from aiocontainer._tokens import TokenKeeper, TokenProvider
+from aiocontainer._transport import Params, Transport
 from aiocontainer.errors import (
     AiocontainerError,
     ClientClosedError,
-    InvalidInstanceIdError,
     PermissionDeniedError,
-    ResponseError,
-    TransportError,
 )
 from aiocontainer.models import InstanceDetail
 
@@ -67,22 +61,10 @@ __all__ = ["ClientStats", "ContainerClient", "Result", "TokenProvider"]
 
 _log = logging.getLogger("aiocontainer")
 
-#: What bulk lookups give per id: the detail, or the error that id ended with.
-Result: TypeAlias = InstanceDetail | AiocontainerError
 _T = TypeVar("_T")
 
 _FOREIGN_ERRORS: Final = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 _DEFAULT_REFRESH_MARGIN: Final = 60.0
-
-# aiohttp silently resends an idempotent request once when a reused connection drops. Our own
-# retry policy must be the only one, so every request sent is counted against max_attempts and
-# waits its backoff; the switch is a private attribute, so its absence must fail loudly here
-# rather than let requests be doubled unnoticed.
-if "_retry_connection" not in getattr(aiohttp.ClientSession, "ATTRS", ()):  # pragma: no cover
-    raise ImportError(
-        f"aiocontainer cannot switch off the silent resend of aiohttp {aiohttp.__version__}: "
-        "ClientSession._retry_connection is gone; install a supported aiohttp"
-    )
 
 
 @attrs.define(kw_only=True)
@@ -108,8 +90,6 @@ _Outcome: TypeAlias = tuple[InstanceDetail | None, AiocontainerError | None] | _
 #: Turns one answer (status, headers, body, the token to blank out) into a result, or raises
 #: the one error it amounts to.
 _Reader: TypeAlias = Callable[[int, Mapping[str, str], bytes, str], _T]
-#: The query parameters and JSON body of a request (either may be None).
-_Params: TypeAlias = "list[tuple[str, str]] | None"
 
 
 class ContainerClient:
@@ -150,8 +130,7 @@ class ContainerClient:
         wall_clock: Callable[[], float] = time.time,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
-        self._base_urls = ai_base_urls(base_url)
-        self._current = 0  # the base URL in use: the last one that worked
+        urls = ai_base_urls(base_url)
         require(concurrency >= 1, "concurrency must be at least 1")
         require(timeout > 0, "timeout must be positive")
         require(max_attempts >= 1, "max_attempts must be at least 1")
@@ -163,15 +142,10 @@ class ContainerClient:
         require(ssl is None or isinstance(ssl, _ssl.SSLContext), "ssl must be an SSLContext")
         # A borrowed session has its own trace configs; silently ignoring these would hide it.
         require(session is None or not trace_configs, "trace_configs need the client's own session")
-        self._trace_configs = list(trace_configs or ())
         self._concurrency = concurrency
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_seconds = timeout
         self._max_attempts = max_attempts
         self._max_retry_time = max_retry_time
-        self._rate_limit = rate_limit
-        self._ssl = ssl
-        self._max_body_bytes = max_body_bytes
         self._backoff_factor = backoff_factor
         self._backoff_max = backoff_max
         self._clock = clock
@@ -179,16 +153,17 @@ class ContainerClient:
         self._tokens = TokenKeeper(
             token, refresh_margin=refresh_margin, wall_clock=wall_clock, clock=clock
         )
-        # The same options on every request: built once, not per request.
-        self._request_options: dict[str, Any] = {"allow_redirects": False, "timeout": self._timeout}
-        if ssl is not None:
-            self._request_options["ssl"] = ssl
-
-        self._session = session
-        self._owns_session = session is None
+        self._transport = Transport(
+            urls,
+            concurrency=concurrency,
+            timeout=timeout,
+            rate_limit=rate_limit,
+            session=session,
+            ssl=ssl,
+            max_body_bytes=max_body_bytes,
+            trace_configs=trace_configs,
+        )
         self._closed = False
-        self._slots = asyncio.Semaphore(concurrency)
-        self._limiter: Any = None
         self._inflight: dict[str, asyncio.Future[_Outcome]] = {}
         self._stats = ClientStats()
 
@@ -196,7 +171,8 @@ class ContainerClient:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        more = f" (+{len(self._base_urls) - 1} more)" if len(self._base_urls) > 1 else ""
+        urls = self._transport.base_urls
+        more = f" (+{len(urls) - 1} more)" if len(urls) > 1 else ""
         return (
             f"<ContainerClient {self.base_url}{more} concurrency={self._concurrency} "
             f"token={'provider' if self._tokens.has_provider else '***'} {state}>"
@@ -204,7 +180,7 @@ class ContainerClient:
 
     async def __aenter__(self) -> ContainerClient:
         self._ensure_open()
-        self._ensure_session()
+        self._transport.session()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -215,9 +191,7 @@ class ContainerClient:
         if self._closed:
             return
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None and self._owns_session:
-            await session.close()
+        await self._transport.aclose()
 
     @property
     def closed(self) -> bool:
@@ -227,12 +201,12 @@ class ContainerClient:
     @property
     def base_url(self) -> str:
         """The API base URL in use (the last that worked), without a trailing slash or ``/ai``."""
-        return self._base_urls[self._current]
+        return self._transport.base_url
 
     @property
     def base_urls(self) -> tuple[str, ...]:
         """Every base URL the client may use, in the order it tries them."""
-        return self._base_urls
+        return self._transport.base_urls
 
     @property
     def concurrency(self) -> int:
@@ -242,30 +216,13 @@ class ContainerClient:
     @property
     def stats(self) -> ClientStats:
         """A copy of the request, retry, failure and token-refresh counters."""
-        return attrs.evolve(self._stats, token_refreshes=self._tokens.refreshes)
+        return attrs.evolve(
+            self._stats, requests=self._transport.requests, token_refreshes=self._tokens.refreshes
+        )
 
     def _ensure_open(self) -> None:
         if self._closed:
             raise ClientClosedError("this ContainerClient is closed; create a new one")
-
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._concurrency, ssl=self._ssl if self._ssl is not None else True
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                headers={"User-Agent": f"aiocontainer/{__version__}"},
-                # The API authenticates by header; keeping cookies would only cost time (a
-                # sixth of a request's CPU, measured) and carry state between requests.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trace_configs=self._trace_configs or None,
-            )
-            # See the import-time check above; a borrowed session keeps its behaviour.
-            session._retry_connection = False
-            self._session = session
-        return self._session
 
     # -- single lookups ------------------------------------------------------------------------
 
@@ -275,9 +232,13 @@ class ContainerClient:
         return await self._get_valid(validate_instance_id(instance_id))
 
     async def _get_valid(self, instance_id: str) -> InstanceDetail:
-        """``get_instance`` for an id already validated: join a lookup in flight or lead one."""
-        while (shared := self._inflight.get(instance_id)) is not None:
-            outcome = await asyncio.shield(shared)
+        """``get_instance`` for an id already validated: join a lookup in flight or lead one.
+
+        Leading is inline, not a call of its own: every frame between the caller and the
+        socket is crossed again each time the request resumes.
+        """
+        while (joined := self._inflight.get(instance_id)) is not None:
+            outcome = await asyncio.shield(joined)
             if isinstance(outcome, _Cancelled):
                 continue  # the leader was cancelled; lead a new lookup
             detail, error = outcome
@@ -285,12 +246,9 @@ class ContainerClient:
                 raise error
             assert detail is not None
             return detail
-        return await self._lead(instance_id)
-
-    async def _lead(self, instance_id: str) -> InstanceDetail:
         shared = asyncio.get_running_loop().create_future()
         self._inflight[instance_id] = shared
-        outcome: _Outcome = _LEADER_CANCELLED
+        outcome = _LEADER_CANCELLED
         try:
             detail = await self._fetch(
                 DETAIL_PATH.format(id=instance_id),
@@ -313,7 +271,7 @@ class ContainerClient:
     async def _fetch(
         self,
         path: str,
-        params: _Params,
+        params: Params,
         reader: _Reader[_T],
         *,
         instance_id: str | None,
@@ -329,7 +287,7 @@ class ContainerClient:
     async def _attempts(
         self,
         path: str,
-        params: _Params,
+        params: Params,
         reader: _Reader[_T],
         *,
         instance_id: str | None,
@@ -358,7 +316,7 @@ class ContainerClient:
                 if token is None:
                     token = await self._tokens.current(self._provider_bound(deadline))
                 lookup.sent(attempt)
-                status, headers, raw = await self._exchange(
+                status, headers, raw = await self._transport.exchange(
                     path, params, body, token, instance_id, label
                 )
                 lookup.answered(status)
@@ -417,131 +375,6 @@ class ContainerClient:
         """How long a token provider may take: what is left of the budget, at least one timeout."""
         return max(deadline - self._clock(), self._timeout_seconds)
 
-    async def _exchange(
-        self,
-        path: str,
-        params: _Params,
-        json_body: dict[str, Any] | None,
-        token: Secret,
-        instance_id: str | None,
-        label: str,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send one request and read its answer: status, headers and body, or a transport error."""
-        self._ensure_open()
-        session = self._ensure_session()
-        using = self._current
-        url = URL(self._base_urls[using] + path, encoded=True)
-        failure: AiocontainerError | None = None
-        async with self._slots:
-            if self._rate_limit is not None:
-                await self._rate_limiter().acquire()
-            started = time.perf_counter()
-            self._stats.requests += 1
-            try:
-                async with session.get(
-                    url,
-                    params=params,
-                    json=json_body,
-                    headers={"token": token.reveal()},
-                    **self._request_options,
-                ) as response:
-                    status = response.status
-                    headers = response.headers
-                    body = await self._read_body(response, instance_id)
-            except _FOREIGN_ERRORS as exc:
-                failure = self._transport_error(exc, instance_id, label, token)
-                self._fail_over(using)
-        if failure is not None:
-            # Raised outside the except block so the foreign exception is not kept as __context__.
-            if _log.isEnabledFor(logging.DEBUG):
-                where = endpoint_of(path, instance_id)
-                fields = error_fields(instance_id, failure, endpoint=where)
-                _log.debug("GET %s failed: %s", path, failure, extra=fields)
-            raise failure
-        if _log.isEnabledFor(logging.DEBUG):
-            fields = log_fields(
-                instance_id=instance_id, http_status=status, endpoint=endpoint_of(path, instance_id)
-            )
-            _log.debug(
-                "GET %s -> %d (%.3fs)", path, status, time.perf_counter() - started, extra=fields
-            )
-        return status, headers, body
-
-    async def _read_body(self, response: aiohttp.ClientResponse, instance_id: str | None) -> bytes:
-        """The decoded body, refused as soon as it passes ``max_body_bytes`` decoded bytes.
-
-        A compressed body can inflate a thousandfold, so its size on the wire says nothing:
-        it is read in the bounded pieces aiohttp's decompressor hands out and counted as it
-        grows. Only an uncompressed body with a Content-Length is read in one go, because its
-        length then is its decoded size.
-        """
-        limit = self._max_body_bytes
-        length = response.content_length
-        if length is not None and length > limit:
-            raise ResponseError(
-                f"response of {length} bytes exceeds the {limit}-byte limit",
-                http_status=response.status,
-                instance_id=instance_id,
-            )
-        encoding = response.headers.get("Content-Encoding")
-        if length is not None and (not encoding or encoding.strip().lower() == "identity"):
-            return await response.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise ResponseError(
-                    f"response exceeds the {limit}-byte limit once decoded",
-                    http_status=response.status,
-                    instance_id=instance_id,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _fail_over(self, failed: int) -> None:
-        """After a transport failure on base URL ``failed``, use the next one from now on.
-
-        Only a transport failure moves the client (an HTTP or API answer shows the URL works),
-        and only once however many requests in flight failed on that URL together.
-        """
-        if len(self._base_urls) > 1 and self._current == failed:
-            self._current = (failed + 1) % len(self._base_urls)
-            _log.warning(
-                "base URL %s failed; using %s",
-                self._base_urls[failed],
-                self.base_url,
-                extra=log_fields(),
-            )
-
-    def _transport_error(
-        self, exc: BaseException, instance_id: str | None, label: str, token: Secret
-    ) -> AiocontainerError:
-        if self._closed:
-            return ClientClosedError("the client was closed during the request")
-        secret = token.reveal()
-        if isinstance(exc, asyncio.TimeoutError):
-            text = f"no complete answer within {self._timeout_seconds:g}s"
-        else:
-            text = redact(f"{type(exc).__name__}: {exc}", secret).strip().rstrip(":")
-            if leaks(text, secret):
-                # The foreign message quotes a cut excerpt of what the server sent, and a piece
-                # of the token survives in it: only the kind of failure is kept.
-                text = f"{type(exc).__name__} (its message quoted part of the token)"
-        error = TransportError(f"{text} ({label})", instance_id=instance_id)
-        if not mentions(exc, secret):
-            error.__cause__ = exc
-        return error
-
-    def _rate_limiter(self) -> Any:
-        if self._limiter is None:
-            from aiolimiter import AsyncLimiter
-
-            assert self._rate_limit is not None
-            # A bucket of one spaces requests evenly instead of allowing a burst each period.
-            self._limiter = AsyncLimiter(1, 1.0 / self._rate_limit)
-        return self._limiter
-
     # -- listing -------------------------------------------------------------------------------
 
     async def list_page(
@@ -593,69 +426,15 @@ class ContainerClient:
         """
         self._ensure_open()
         filters = list_filters(status, task_type, names)
-        pager = Pager(page_size)
-        return self._list(pager, filters)
-
-    async def _list(
-        self, pager: Pager, filters: tuple[tuple[str, str], ...]
-    ) -> AsyncGenerator[InstanceDetail, None]:
-        while (request := pager.next_request()) is not None:
-            page = await self._page(*request, filters)
-            fresh = pager.take(page.count, [detail.id for detail in page.details])
-            # Details keep page order, so those before the first bad entry are its index many.
-            good = page.errors[0].index if page.errors else len(page.details)
-            for detail, new in zip(page.details[:good], fresh, strict=False):
-                if new:
-                    yield detail
-            if page.errors:
-                raise page.errors[0]
+        return walk(Pager(page_size), lambda start, limit: self._page(start, limit, filters))
 
     # -- bulk lookups --------------------------------------------------------------------------
 
-    def _bulk_ids(
-        self, ids: Iterable[str], concurrency: int | None
-    ) -> tuple[list[str], list[str], list[tuple[str, InvalidInstanceIdError]], int]:
-        """Distinct ids in first-seen order, those that may be sent, the refused ones, the bound."""
+    def _bulk_limit(self, concurrency: int | None) -> int:
         self._ensure_open()
         limit = self._concurrency if concurrency is None else concurrency
         require(limit >= 1, "concurrency must be at least 1")
-        order = list(dict.fromkeys(ids))
-        valid, refused = [], []
-        for instance_id in order:
-            try:
-                valid.append(validate_instance_id(instance_id))
-            except InvalidInstanceIdError as exc:
-                refused.append((instance_id, exc))
-        return order, valid, refused, limit
-
-    async def _lookup_all(
-        self,
-        ids: list[str],
-        limit: int,
-        deliver: Callable[[str, Result], None],
-    ) -> None:
-        """Look ``ids`` up with at most ``limit`` in flight, handing each outcome to ``deliver``.
-
-        Lookup failures are outcomes; anything else (a bug) cancels the rest and propagates.
-        """
-        todo = iter(ids)
-
-        async def worker() -> None:
-            for instance_id in todo:
-                try:
-                    detail = await self._get_valid(instance_id)
-                except AiocontainerError as exc:
-                    deliver(instance_id, exc)
-                else:
-                    deliver(instance_id, detail)
-
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(ids)))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        return limit
 
     async def iter_instances(
         self, ids: Iterable[str], *, concurrency: int | None = None
@@ -667,29 +446,16 @@ class ContainerClient:
         Leaving the loop early stops the remaining lookups once the generator is closed; use
         ``contextlib.aclosing`` to close it at once.
         """
-        _, pending, refused, limit = self._bulk_ids(ids, concurrency)
-        for item in refused:
-            yield item
-        if not pending:
-            return
-        results: asyncio.Queue[tuple[str, Result]] = asyncio.Queue()
-        run = asyncio.ensure_future(
-            self._lookup_all(pending, limit, lambda i, r: results.put_nowait((i, r)))
-        )
+        limit = self._bulk_limit(concurrency)
+        _, pending, refused = sort_ids(ids)
+        for refusal in refused:
+            yield refusal
+        stream = as_completed(pending, limit, self._get_valid)
         try:
-            for _ in range(len(pending)):
-                if results.empty():
-                    getter = asyncio.ensure_future(results.get())
-                    await asyncio.wait([getter, run], return_when=asyncio.FIRST_COMPLETED)
-                    if not getter.done():
-                        getter.cancel()
-                        run.result()  # the lookups stopped early: raise what stopped them
-                    yield getter.result()
-                else:
-                    yield results.get_nowait()
+            async for outcome in stream:
+                yield outcome
         finally:
-            run.cancel()
-            await asyncio.gather(run, return_exceptions=True)
+            await stream.aclose()
 
     async def get_instances(
         self, ids: Iterable[str], *, concurrency: int | None = None
@@ -699,7 +465,8 @@ class ContainerClient:
         Each distinct id is fetched once and one id's failure never aborts the others; invalid
         ids get their ``InvalidInstanceIdError`` and are never sent.
         """
-        order, pending, refused, limit = self._bulk_ids(ids, concurrency)
+        limit = self._bulk_limit(concurrency)
+        order, pending, refused = sort_ids(ids)
         outcomes: dict[str, Result] = dict(refused)
-        await self._lookup_all(pending, limit, outcomes.__setitem__)
+        await lookup_all(pending, limit, self._get_valid, outcomes.__setitem__)
         return {instance_id: outcomes[instance_id] for instance_id in order}

@@ -24,7 +24,6 @@ from aiocontainer._credentials import login_request
 from aiocontainer._regions import (
     RegionToken,
     TokenState,
-    ai_base,
     can_renew,
     choose_region,
     decide,
@@ -374,20 +373,6 @@ def test_center_urls_only_enabled_string_true_entries_in_order() -> None:
         enabled_ai_urls({"aiUrls": "https://x"})
     with pytest.raises(ResponseError, match=r"\$\.data: expected an object"):
         enabled_ai_urls(None)
-
-
-@pytest.mark.parametrize(
-    ("url", "base"),
-    [
-        ("https://h.example:65106/ai", "https://h.example:65106"),
-        ("https://h.example:65106/ai/", "https://h.example:65106"),
-        ("https://h.example:65106", "https://h.example:65106"),
-        ("https://h.example/x/ai/ai", "https://h.example/x/ai"),
-        ("https://h.example/main", "https://h.example/main"),
-    ],
-)
-def test_one_trailing_ai_is_stripped(url: str, base: str) -> None:
-    assert ai_base(url) == base
 
 
 # -- renewal timing --------------------------------------------------------------------------

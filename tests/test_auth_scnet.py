@@ -34,7 +34,7 @@ from aiocontainer import (
     TransportError,
 )
 from aiocontainer.auth import _RegionProvider
-from tests.conftest import seed_envelope
+from tests.conftest import closed_port, seed_envelope
 
 USER, AK, SK = "bob", "AKID0123456789", "sk-NEVER-SHOWN-0123456789abcdef"
 T0 = 1_700_000_000.0
@@ -73,6 +73,7 @@ class FakePlatform:
     revoked: set[str] = attrs.field(factory=set)
     always_10008: bool = False
     enabled_urls: int = 1
+    dead_url_first: str | None = None  # an enabled AI URL listed before the live one
     center_padding: int = 0  # characters of filler in the center's answer
     issued: dict[str, Issued] = attrs.field(factory=dict)
     calls: Counter[str] = attrs.field(factory=Counter)
@@ -155,6 +156,8 @@ class FakePlatform:
         if issued.cluster_id == "0":
             return self.refuse("10001", "internal_error")
         urls = [{"enable": "true", "version": "v2", "url": f"{self.url}/ai"}] * self.enabled_urls
+        if self.dead_url_first:
+            urls.insert(0, {"enable": "true", "version": "v2", "url": self.dead_url_first})
         urls.append({"enable": "false", "version": "v1", "url": "http://127.0.0.1:9/ai"})
         info = {"userName": "acct01", "filler": "x" * self.center_padding}
         return self.ok({"aiUrls": urls, "clusterUserInfo": info})
@@ -265,6 +268,22 @@ async def test_client_uses_the_enabled_center_url_with_ai_stripped(
             assert await auth.client("11112") is not None  # by cluster id; center cached
         assert platform.calls["center"] == 1 and platform.calls["login"] == 1
         assert (await auth.region()).name == "East"  # the only region with a token
+
+
+async def test_failover_to_the_second_ai_url_when_the_first_refuses_connections(
+    live_platform: FakePlatform,
+) -> None:
+    live_platform.dead_url_first = f"http://127.0.0.1:{closed_port()}/ai"
+    async with make_auth(live_platform, time.time) as auth:
+        async with await auth.client("East", backoff_factor=0.0) as client:
+            assert client.base_urls == (
+                live_platform.dead_url_first.removesuffix("/ai"),
+                live_platform.url,
+            )
+            assert (await client.get_instance(SEED_ID)).id == SEED_ID
+            assert client.base_url == live_platform.url  # it sticks to the one that worked
+            await client.get_instance(SEED_ID)
+    assert live_platform.calls["detail"] == 2
 
 
 async def test_unknown_region_lists_known_names_without_any_other_request(

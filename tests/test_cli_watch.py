@@ -413,3 +413,66 @@ async def test_a_resumed_watch_says_what_it_resumed(
         f"aiocontainer: resuming from {checkpoint}: 1 of 2 ids have a saved status; "
         "what changed since is reported first"
     )
+
+
+# -- the whole account, and the way of polling ---------------------------------------------------
+
+
+async def test_watch_all_reports_every_instance_then_new_and_gone_ones(
+    cli: Cli, sim: Simulator
+) -> None:
+    running = await cli.start("watch", "--all", "--interval", "0.2", "-o", "jsonl")
+    try:
+        first = [json.loads(await running.line()) for _ in sim.instance_ids]
+        assert sorted(c["instance_id"] for c in first) == sorted(sim.instance_ids)
+        assert all(c["previous"] is None and c["seq"] == 1 for c in first)
+        (created,) = sim.add_instances(1)
+        appeared = json.loads(await running.line())
+        assert appeared.items() >= {"instance_id": created, "previous": None, "seq": 1}.items()
+        gone = sim.instance_ids[1]
+        sim.remove_instance(gone)
+        polls = requests(sim)
+        await eventually(lambda: requests(sim) > polls + 10, within=LINE_TIMEOUT)
+        running.proc.send_signal(signal.SIGINT)
+        result = await running.finish()
+    finally:
+        await running.stop()
+    assert result.code == 130
+    errors = result.err.strip().splitlines()
+    assert errors == [
+        f"{gone}: InstanceGoneError: no such instance (or not yours): instance {gone} is gone: "
+        "3 lookups in a row answered code 10004"
+    ]
+    assert len(result.lines()) == len(sim.instance_ids) + 1, "nothing reported twice"
+
+
+@pytest.mark.parametrize(("sweep", "lists"), [("list", True), ("detail", False)])
+async def test_watch_sweep_chooses_how_to_poll(
+    cli: Cli, sim: Simulator, sweep: str, lists: bool
+) -> None:
+    first, second = sim.instance_ids[1:3]
+    sim.set_status(first, "Completed")
+    sim.set_status(second, "Failed")
+    args = ("watch", first, second, "--sweep", sweep, "--interval", "0.1", "--until-terminal")
+    result = await cli.run(*args, "-o", "jsonl")
+    assert result.code == 0, result
+    seen = {c["instance_id"]: c["current"] for c in map(json.loads, result.lines())}
+    assert seen == {first: "Completed", second: "Failed"}
+    assert (sim.stats["endpoints"].get("list", 0) > 0) is lists
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["watch", "--all", SEED_ID], "--all watches every instance: name no ids with it"),
+        (["watch", "--all", "--sweep", "detail"], "it cannot use --sweep detail"),
+        (["watch"], "name the instance ids to watch, - to read them from stdin, or --all"),
+    ],
+)
+async def test_watch_all_and_sweep_misuse_is_a_usage_error(
+    cli: Cli, sim: Simulator, args: list[str], says: str
+) -> None:
+    result = await cli.run(*args)
+    assert_one_line_hint(result)
+    assert says in result.err
+    assert requests(sim) == 0

@@ -321,8 +321,8 @@ async def test_borrowed_session_is_never_closed(server: ScriptedServer) -> None:
 async def test_own_session_is_closed_once_and_reuse_is_refused(server: ScriptedServer) -> None:
     client = client_for(server)
     await client.get_instance("abc")
-    session = client._session
-    assert session is not None and not session.closed
+    session = client._transport.session()  # the session it made for itself
+    assert not session.closed
     await client.aclose()
     await client.aclose()  # twice is fine
     assert session.closed and client.closed

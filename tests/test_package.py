@@ -14,7 +14,7 @@ PACKAGE = Path(aiocontainer.__file__).parent
 PURE = ["_protocol.py", "_convert.py", "_diff.py", "models.py", "errors.py", "_json.py"]
 PURE += ["_sim_world.py", "_sim_lifecycle.py", "_sim_faults.py", "_sim_auth.py"]
 PURE += ["_schedule.py", "_lifecycle.py", "_checkpoint.py"]
-PURE += ["_options.py", "_version.py"]
+PURE += ["_options.py", "_version.py", "_paging.py"]
 PURE += ["_signing.py", "_regions.py", "_credentials.py"]
 PURE += ["_health.py", "_telemetry.py"]
 
@@ -69,7 +69,7 @@ def test_only_client_and_simulator_import_aiohttp() -> None:
         for path in PACKAGE.glob("*.py")
         if any(name.split(".")[0] == "aiohttp" for name in imported_modules(path))
     }
-    assert users <= {"client.py", "simulator.py", "_sim_http.py", "auth.py"}
+    assert users <= {"client.py", "_transport.py", "simulator.py", "_sim_http.py", "auth.py"}
     assert "client.py" in users
 
 

@@ -51,7 +51,22 @@ def register(commands: Commands) -> None:
         needs_rich=lambda args: bool(args.board),
         exit_codes=(EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_INTERRUPTED),
     )
-    watch.add_argument("ids", nargs="+", metavar="ID", help="instance ids, or - for stdin")
+    watch.add_argument(
+        "ids", nargs="*", metavar="ID", help="instance ids, or - for stdin (none with --all)"
+    )
+    watch.add_argument(
+        "--all",
+        dest="watch_all",
+        action="store_true",
+        help="watch every instance of the account, new ones included (found through the list)",
+    )
+    watch.add_argument(
+        "--sweep",
+        choices=("auto", "list", "detail"),
+        default="auto",
+        help="how to poll: list pages (one pass per interval), one detail request per id, or "
+        "auto: whichever costs fewer requests each interval",
+    )
     _interval(watch)
     watch.add_argument(
         "--until-terminal",
@@ -164,7 +179,16 @@ def check_statuses(option: str, statuses: Iterable[str]) -> None:
 
 def run_watch(args: argparse.Namespace) -> int:
     """Read and check the ids, then watch them."""
-    ids = read_ids(args.ids, read_stdin)
+    if args.watch_all:
+        if args.ids:
+            raise UsageError("--all watches every instance: name no ids with it")
+        if args.sweep == "detail":
+            raise UsageError("--all finds instances through the list: it cannot use --sweep detail")
+        ids: list[str] = []
+    else:
+        if not args.ids:
+            raise UsageError("name the instance ids to watch, - to read them from stdin, or --all")
+        ids = read_ids(args.ids, read_stdin)
     check_ids(ids)
     return run_with_client(args, lambda client: watch(args, client, ids))
 
@@ -216,6 +240,8 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
         interval=args.interval,
         stop_when_all_terminal=args.until_terminal,
         checkpoint=args.checkpoint,
+        sweep=args.sweep,
+        watch_all=args.watch_all,
     )
     closed = False
     display = board.Display.from_args(args, watcher, requests=lambda: client.stats.requests)
@@ -240,7 +266,7 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
     def complain(instance_id: str | None, exc: Exception) -> None:
         display.error(instance_id, exc)
         complaints(instance_id, exc)
-        if isinstance(exc, InstanceGoneError) and not watcher.ids:
+        if isinstance(exc, InstanceGoneError) and not watcher.ids and not args.watch_all:
             watcher.stop()  # every id is gone: nothing is left to watch
 
     try:
@@ -252,7 +278,7 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
         raise _output.StdoutClosed
     if complaints.fatal is not None:
         raise UsageError(complaints.fatal, exit_code=EXIT_API)
-    if not watcher.ids:
+    if not watcher.ids and not args.watch_all:
         _output.print_err("no instance left to watch: every id answered 10004")
         return EXIT_API
     return EXIT_OK
@@ -271,11 +297,17 @@ def _say_what_resumes(checkpoint: str | None, ids: list[str]) -> None:
         _output.print_err(f"aiocontainer: checkpoint {checkpoint} is unreadable; starting fresh")
         return
     saved = document.get("instances") if isinstance(document, dict) else None
-    known = sum(1 for i in ids if isinstance(saved, dict) and i in saved)
+    # Ids are hex: the watcher treats case variants as one instance, and so does this count.
+    saved_ids = {str(key).lower() for key in saved} if isinstance(saved, dict) else set()
+    if ids:
+        known = len({i.lower() for i in ids} & saved_ids)
+        what = f"{known} of {len(ids)} ids have a saved status"
+    else:
+        what = f"{len(saved_ids)} instances have a saved status"
     _output.print_err(
         _output.visible(
-            f"aiocontainer: resuming from {checkpoint}: {known} of {len(ids)} ids have a saved "
-            "status; what changed since is reported first"
+            f"aiocontainer: resuming from {checkpoint}: {what}; what changed since is reported "
+            "first"
         )
     )
 
