@@ -13,6 +13,8 @@ from aiocontainer import (
     ContainerClient,
     InstanceDetail,
     InstanceGoneError,
+    InstanceRecoveredNotice,
+    InstanceStaleError,
     InstanceStatus,
     InstanceWatcher,
     InvalidParameterError,
@@ -264,6 +266,8 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
 
     @watcher.on_error
     def complain(instance_id: str | None, exc: Exception) -> None:
+        if isinstance(exc, (InstanceStaleError, InstanceRecoveredNotice)):
+            return  # shown by the status line, the board and health records, not as failures
         display.error(instance_id, exc)
         complaints(instance_id, exc)
         if isinstance(exc, InstanceGoneError) and not watcher.ids and not args.watch_all:
