@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import io
 import json
 import os
 import pty
+import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -190,7 +196,10 @@ async def test_piped_watch_has_no_status_line(cli: Cli, sim: Simulator) -> None:
     assert "\x1b" not in result.out and "watching" not in result.out
 
 
-def test_watch_on_a_terminal_keeps_a_status_line_under_the_changes() -> None:
+def on_a_terminal(*args: str, until: str) -> tuple[str, int, list[str]]:
+    """Run ``aiocontainer watch`` on a pseudo-terminal (120x30) against a simulator until its
+    output shows ``until``, then press Ctrl-C: the output, the exit code, the ids."""
+
     async def start() -> Simulator:
         sim = Simulator(instances=2, seed=11, frozen=True, include_seed_instance=False)
         await sim.start()
@@ -198,40 +207,42 @@ def test_watch_on_a_terminal_keeps_a_status_line_under_the_changes() -> None:
 
     loop = asyncio.new_event_loop()
     sim = loop.run_until_complete(start())
-    thread_loop = _serve(loop)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    seen = b""
     try:
-        cli = Cli(sim)
         ids = list(sim.instance_ids)
         main, child = pty.openpty()
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "aiocontainer", "watch", *ids, "--interval", "0.3"],
+            [sys.executable, "-m", "aiocontainer", "watch", *ids, *args],
             stdin=subprocess.DEVNULL,
             stdout=child,
             stderr=subprocess.DEVNULL,
-            env=cli.env(),
+            env=Cli(sim).env(),
         )
         os.close(child)
-        seen = b""
         deadline = time.monotonic() + 20
-        while "watching 2 · synced ·".encode() not in seen:
+        while until.encode() not in seen:
             assert time.monotonic() < deadline, seen
             seen += os.read(main, 4096)
-        proc.send_signal(2)
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        assert proc.wait(timeout=20) == 130
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(OSError):  # the pty ends with the process
+            while chunk := os.read(main, 4096):
+                seen += chunk
+        code = proc.wait(timeout=20)
         os.close(main)
     finally:
-        thread_loop()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
         loop.run_until_complete(sim.close())
         loop.close()
-    text = seen.decode()
+    return seen.decode(), code, ids
+
+
+def test_watch_on_a_terminal_keeps_a_status_line_under_the_changes() -> None:
+    text, code, ids = on_a_terminal("--interval", "0.3", until="watching 2 · synced ·")
+    assert code == 130
     assert "\r\x1b[2Kwatching 2 · synced" in text
     for instance_id in ids:
         # Each change line starts on an erased line, so the status line never lingers in it.
@@ -239,15 +250,9 @@ def test_watch_on_a_terminal_keeps_a_status_line_under_the_changes() -> None:
     assert text.rstrip("\r\n").endswith("\x1b[2K")  # erased at the end
 
 
-def _serve(loop: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
-    """Run ``loop`` in a thread (the simulator answers while the test blocks on the pty)."""
-    import threading
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-
-    return stop
+def test_board_on_a_terminal_fills_the_screen_and_leaves_it_on_ctrl_c() -> None:
+    text, code, ids = on_a_terminal("--board", "--interval", "0.3", until="total 2")
+    assert code == 130
+    assert "\x1b[?1049h" in text and text.rfind("\x1b[?1049l") > text.rfind("total 2")
+    assert all(instance_id in text for instance_id in ids)
+    assert "no errors in the last minute" in text

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from rich.console import Group
     from rich.live import Live
     from rich.table import Table
+    from rich.text import Text
 
 __all__ = [
     "Board",
@@ -248,6 +249,8 @@ class Display:
         self._board = Board() if board else None
         self._status = StatusLine(sys.stdout, requests=requests) if status_line else None
         self._health_every = health_every
+        self._errors: deque[float] = deque()
+        self._last_error: str | None = None
 
     @classmethod
     def from_args(
@@ -281,10 +284,13 @@ class Display:
         if self._status is not None:
             self._status.draw(self._status.text(self._watcher.health()))
 
-    def error(self) -> None:
-        """Count an error for the status line."""
+    def error(self, instance_id: str | None, exc: BaseException) -> None:
+        """Count an error; the status line makes way for the error line printed on stderr."""
+        self._errors.append(time.monotonic())
+        self._last_error = _output.error_line(instance_id, exc)
         if self._status is not None:
             self._status.error()
+            self._status.clear()  # redrawn at the next refresh, under the error line
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -306,6 +312,19 @@ class Display:
             if self._status is not None:
                 self._status.clear()
 
+    def _error_text(self) -> Text:
+        from rich.text import Text
+
+        now = time.monotonic()
+        while self._errors and self._errors[0] <= now - 60:
+            self._errors.popleft()
+        if not self._errors:
+            return Text("no errors in the last minute")
+        text = Text(f"{len(self._errors)} errors in the last minute", style="red")
+        if self._last_error is not None:
+            text.append(f"; last: {self._last_error}")  # already made visible, never markup
+        return text
+
     async def _refresh(self, live: Live | None) -> None:
         next_health = time.monotonic() + (self._health_every or 0)
         while True:
@@ -313,11 +332,12 @@ class Display:
             if self._status is not None:
                 self._status.draw(self._status.text(report))
             if live is not None and self._board is not None:
+                from rich.console import Group
+
                 height = live.console.size.height
                 now = datetime.now(timezone.utc)
-                live.update(
-                    board_view(report, self._board.last, now=now, height=height), refresh=True
-                )
+                view = board_view(report, self._board.last, now=now, height=height - 1)
+                live.update(Group(view, self._error_text()), refresh=True)
             if self._health_every is not None and time.monotonic() >= next_health:
                 record = health_record(report, self._watcher.stats)
                 _output.emit(_output.dumps(record))

@@ -13,6 +13,8 @@ from aiocontainer import (
     ContainerClient,
     InstanceDetail,
     InstanceGoneError,
+    InstanceRecoveredNotice,
+    InstanceStaleError,
     InstanceWatcher,
     InvalidParameterError,
     StatusChange,
@@ -253,7 +255,9 @@ async def watch(args: argparse.Namespace, client: ContainerClient, ids: list[str
 
     @watcher.on_error
     def complain(instance_id: str | None, exc: Exception) -> None:
-        display.error()
+        if isinstance(exc, (InstanceStaleError, InstanceRecoveredNotice)):
+            return  # shown by the status line, the board and health records, not as failures
+        display.error(instance_id, exc)
         complaints(instance_id, exc)
         if isinstance(exc, InstanceGoneError) and not watcher.ids and not args.watch_all:
             watcher.stop()  # every id is gone: nothing is left to watch
