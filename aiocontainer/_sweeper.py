@@ -136,6 +136,7 @@ class Sweeper:
         slot = failures = 0
         while (request := sweep.next_request()) is not None:
             await self._sleep_until(started + slot * spacing)
+            self._tracker.tick()  # the rotation rests while sweeping: saves and checks go here
             slot += 1
             start, limit = request
             self._tracker.health.counters.pages += 1

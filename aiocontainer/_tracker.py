@@ -134,7 +134,7 @@ class Tracker:
             fetch=self._fetch,
             apply=self._apply,
             wanted=self._wanted,
-            tick=self._tick,
+            tick=self.tick,
         )
 
     @property
@@ -340,7 +340,8 @@ class Tracker:
 
     # -- checkpoint ----------------------------------------------------------------------------
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
+        """Periodic bookkeeping: a due checkpoint save, a staleness check (rotation or sweep)."""
         self.maybe_save()
         if self._life.phase is Phase.RUNNING:
             self.health.check()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
+from aiocontainer import _tracker as tracker_module
 from aiocontainer._sweeper import PAGE_RETRIES
 from aiocontainer.errors import InstanceGoneError, ResponseError, TransportError
 from aiocontainer.models import StatusChange
@@ -272,3 +274,24 @@ async def test_a_listed_status_passed_before_its_lookup_is_reported_in_between(
         ("a", D, R, 3),
     ]
     assert [c.detail.version for c in seen[2:]] == ["listed", "detail"]
+
+
+async def test_the_checkpoint_is_saved_while_sweeping_not_only_at_stop(
+    ft: FakeTime, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saves: list[float] = []
+
+    async def inline(write: Any, *args: Any) -> None:
+        saves.append(ft.now)
+        write(*args)
+
+    monkeypatch.setattr(tracker_module, "in_thread", inline)
+    client = FakeListClient(ft, {"a": W})
+    async with make(client, ["a"], sweep="list", checkpoint=tmp_path / "c.json"):
+        await ft.advance(5)
+        client.statuses["a"] = R
+        await ft.advance(20)
+        assert saves and saves[-1] < 25  # saved during the run, as the rotation would have
+    assert json.loads((tmp_path / "c.json").read_bytes())["instances"] == {
+        "a": {"status": R, "seq": 2}
+    }
