@@ -61,7 +61,7 @@ def test_metadata_declares_the_license_versions_and_status(metadata: Message) ->
 
 def test_metadata_publishes_true_floors_and_no_dev_extra(metadata: Message) -> None:
     requires = metadata.get_all("Requires-Dist")
-    assert "aiohttp>=3.14.1" in requires
+    assert "aiohttp>=3.14.2" in requires
     assert "cattrs>=24.1" in requires
     assert sorted(metadata.get_all("Provides-Extra")) == ["cli", "otel", "speedups"]
     assert not any(tool in r for r in requires for tool in ("pytest", "mypy", "ruff"))
