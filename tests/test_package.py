@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,71 @@ def test_errors_uses_only_the_standard_library() -> None:
 
     roots = {n.split(".")[0] for n in imported_modules(PACKAGE / "errors.py")}
     assert roots <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+# -- the layout's limits -------------------------------------------------------------------------
+
+MAX_MODULE_LINES = 600
+MAX_CLASS_LINES = 350
+
+
+def package_modules() -> dict[str, Path]:
+    """Every module of the package by dotted name."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def import_time_edges(name: str, path: Path, modules: Mapping[str, Path]) -> set[str]:
+    """The package's modules that ``name`` imports when it is imported (not inside functions).
+
+    ``from aiocontainer import _json`` names the submodule, not the package's ``__init__``.
+    """
+    edges: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            edges.update(a.name for a in node.names if a.name in modules)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in modules:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+            edges.update(subs or {node.module})
+    edges.discard(name)
+    return edges
+
+
+def test_no_module_over_600_lines_and_no_class_over_350() -> None:
+    too_long = []
+    for name, path in package_modules().items():
+        source = path.read_text(encoding="utf-8")
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(name)
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef):
+                assert node.end_lineno is not None
+                if node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                    too_long.append(f"{name}.{node.name}")
+    assert too_long == []
+
+
+def test_no_import_cycle_inside_the_package() -> None:
+    modules = package_modules()
+    graph = {name: import_time_edges(name, path, modules) for name, path in modules.items()}
+    # A depth-first walk that keeps the path it is on: meeting a module on it again is a cycle.
+    state: dict[str, str] = {}
+    cycles: list[list[str]] = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = "open"
+        for target in sorted(graph[name]):
+            if state.get(target) == "open":
+                cycles.append([*trail[trail.index(target) :], target])
+            elif target not in state:
+                visit(target, [*trail, target])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
