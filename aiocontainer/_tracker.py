@@ -337,6 +337,10 @@ class Tracker:
             self._on_settled()
             return
         self._delivery.report(entry.instance_id, exc)
+        if self.sweeping and isinstance(exc, InvalidParameterError):
+            # The list no longer shows it and the platform says no such id: confirm at once,
+            # up to gone_after answers, rather than one lookup per pass.
+            self.look_up(entry.instance_id)
 
     # -- checkpoint ----------------------------------------------------------------------------
 
