@@ -21,6 +21,7 @@ USER_PROGRAM = '''
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from typing_extensions import assert_type
 
@@ -51,6 +52,11 @@ async def main() -> None:
                 print(result.status)
             else:
                 assert_type(result, AiocontainerError)
+
+        # The README's way to leave a bulk iteration early: aclosing needs an AsyncGenerator.
+        async with contextlib.aclosing(client.iter_instances(["a", "b"])) as stream:
+            async for instance_id, result in stream:
+                assert_type(instance_id, str)
 
         async with InstanceWatcher(client, ["a"], interval=5) as watcher:
             try:
