@@ -1,7 +1,7 @@
 """Who signs in: ``Credentials`` from arguments, the environment or an scnet-cli profile. No I/O
 but reading the profile file.
 
-Rule 1: the secret key and the password live in a ``_Hidden`` whose ``repr`` and ``str`` are
+Rule 1: the secret key and the password live in a ``Secret`` whose ``repr`` and ``str`` show
         ``***``; no repr, str, error message or log line of this module shows them. The secret key
         is only ever used to sign; the password is only ever put in the legacy login header.
 Rule 2: every value is checked when the credentials are made (non-empty strings without control
@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 import attrs
 
 from aiocontainer._json import JSONError, loads
+from aiocontainer._secret import Secret
 from aiocontainer._signing import LOGIN_PATH, check_header_value, signed_headers
 from aiocontainer.errors import CredentialsError
 
@@ -45,24 +46,6 @@ ENV_SECRET_KEY: Final = "SCNET_SECRET_KEY"
 PASSWORD_LOGIN_PATH: Final = "/ac/openapi/v2/tokens"
 #: scnet-cli's ``base_overrides`` keys this library uses: token host, platform host, AI host.
 OVERRIDE_KEYS: Final = ("api", "www", "ai")
-
-
-class _Hidden:
-    """A secret kept out of reprs, so out of frame locals an error reporter may record."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself: for signing or the legacy login header only."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
 
 
 def _checked(name: str, value: object) -> str:
@@ -109,7 +92,7 @@ class Credentials:
     base_overrides: Mapping[str, str]
     source: str
     _kind: Literal["access_key", "password"]
-    _secret: _Hidden
+    _secret: Secret
 
     def __init__(
         self,
@@ -124,7 +107,7 @@ class Credentials:
             user=user,
             kind="access_key",
             access_key=_checked("access_key", access_key),
-            secret=_Hidden(_checked("secret_key", secret_key)),
+            secret=Secret(_checked("secret_key", secret_key), "secret key"),
             org_id=None,
             default_region=default_region,
             base_overrides=_overrides(base_overrides, "arguments"),
@@ -137,7 +120,7 @@ class Credentials:
         user: str,
         kind: Literal["access_key", "password"],
         access_key: str | None,
-        secret: _Hidden,
+        secret: Secret,
         org_id: str | None,
         default_region: str | None,
         base_overrides: Mapping[str, str],
@@ -168,7 +151,7 @@ class Credentials:
             user=user,
             kind="password",
             access_key=None,
-            secret=_Hidden(_checked("password", password)),
+            secret=Secret(_checked("password", password), "password"),
             org_id=_checked("org_id", org_id),
             default_region=default_region,
             base_overrides=_overrides(base_overrides, "arguments"),

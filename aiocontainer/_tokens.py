@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
 from aiocontainer import _json
+from aiocontainer._secret import Secret
 from aiocontainer.errors import TokenError
 
 __all__ = [
@@ -45,24 +46,6 @@ TokenProvider: TypeAlias = Callable[[], Awaitable[str] | str]
 
 #: Seconds between two renewals made ahead of expiry (renewals after a 10008 are not limited).
 MIN_EARLY_RENEWAL: Final = 1.0
-
-
-class Secret:
-    """The token, kept out of reprs and so out of frame locals an error reporter may record."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The token itself, for the request header only."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<token ***>"
-
-    __str__ = __repr__
 
 
 def redact(text: str, secret: str | None) -> str:

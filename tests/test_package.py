@@ -12,7 +12,15 @@ import aiocontainer
 from aiocontainer import errors
 
 PACKAGE = Path(aiocontainer.__file__).parent
-PURE = ["_protocol.py", "_convert.py", "_diff.py", "models.py", "errors.py", "_json.py"]
+PURE = [
+    "_protocol.py",
+    "_convert.py",
+    "_diff.py",
+    "models.py",
+    "errors.py",
+    "_json.py",
+    "_secret.py",
+]
 PURE += ["_sim_world.py", "_sim_lifecycle.py", "_sim_faults.py", "_sim_auth.py"]
 PURE += ["_schedule.py", "_lifecycle.py", "_checkpoint.py"]
 PURE += ["_options.py", "_version.py", "_paging.py"]
