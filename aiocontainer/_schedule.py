@@ -79,7 +79,7 @@ class Entry:
         "instance_id",
         "invalid",
         "listed",
-        "listed_late",
+        "listed_later",
         "place",
         "poll",
         "rest",
@@ -100,10 +100,11 @@ class Entry:
         self.dormant = False
         #: Which of this entry's places in the rotation is the live one; older ones are skipped.
         self.place = 0
-        #: A list entry whose new status awaits its detail lookup (it stands in if that fails).
+        #: A list entry whose new status the poll in flight (begun after it) confirms; it is
+        #: reported before that poll's status if the instance moved on, and stands in if it fails.
         self.listed: object | None = None
-        #: The list showed ``listed`` after the poll in flight began: poll again after it.
-        self.listed_late = False
+        #: A different status the list showed after the poll in flight began: poll again after it.
+        self.listed_later: object | None = None
 
     def __repr__(self) -> str:
         return f"<Entry {self.instance_id} state={self.state!r} rest={self.rest}>"

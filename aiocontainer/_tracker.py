@@ -233,9 +233,13 @@ class Tracker:
             at, terminal = self._now(), detail.is_terminal
             self.health.observed(key, at=at, status=detail.status, terminal=terminal)
             self._waits.observe(key, detail)
-        else:
-            entry.listed, entry.listed_late = detail, entry.poll is not None
+        elif entry.poll is None:
+            entry.listed = detail  # the lookup launched below began after this page
             self.look_up(key)
+        elif not isinstance(entry.listed, InstanceDetail) or entry.listed.status != detail.status:
+            # The poll in flight began before this page: what it shows is checked after it. A
+            # status listed again while its own lookup runs keeps the first listing.
+            entry.listed_later = detail
 
     def look_up(self, instance_id: str) -> None:
         """Poll one id by detail now, unless a poll of it is in flight (or it is not watched)."""
@@ -271,33 +275,32 @@ class Tracker:
         *,
         emit_initial: bool | None = None,
     ) -> None:
-        listed, late = entry.listed, entry.listed_late
-        entry.listed, entry.listed_late = None, False
+        listed, later = entry.listed, entry.listed_later
+        entry.listed = entry.listed_later = None
         if isinstance(outcome, InstanceDetail):
             refused = _refusal(entry.instance_id, outcome)
             if refused is None:
-                if isinstance(listed, InstanceDetail) and not late:
-                    if _between(entry.state, listed, outcome):
-                        # The instance moved on between the page and this lookup: what the
-                        # list showed happened in between, and is reported before it.
-                        self._observed(entry, listed)
-                    listed = None
+                if isinstance(listed, InstanceDetail) and _between(entry.state, listed, outcome):
+                    # The instance moved on between the page and this lookup: what the list
+                    # showed happened in between, and is reported before it.
+                    self._observed(entry, listed)
+                listed = None
                 self._observed(entry, outcome, emit_initial=emit_initial)
             else:
                 self._failed(entry, refused)
         else:
             self._failed(entry, outcome)
         key = entry.instance_id
-        if not isinstance(listed, InstanceDetail) or self.rotation.entries.get(key) is not entry:
-            return  # nothing listed is pending, or the id was dropped meanwhile
-        if late:
-            # This poll began before the list showed the new status: confirm it with another.
-            entry.listed = listed
-            self.look_up(key)
-        elif not isinstance(outcome, InstanceDetail) or _refusal(key, outcome) is not None:
+        if self.rotation.entries.get(key) is not entry:
+            return  # the id was dropped meanwhile
+        if isinstance(listed, InstanceDetail):
             # The list showed the new status and its detail lookup failed: the status was seen
             # all the same, so the listed entry stands in for the detail (it is not lost).
             self._observed(entry, listed)
+        if isinstance(later, InstanceDetail):
+            # The list showed a status after this poll began: confirm it with another lookup.
+            entry.listed = later
+            self.look_up(key)
 
     def _observed(
         self, entry: Entry, detail: InstanceDetail, *, emit_initial: bool | None = None

@@ -277,6 +277,24 @@ async def test_a_listed_status_passed_before_its_lookup_is_reported_in_between(
     assert [c.detail.version for c in seen[2:]] == ["listed", "detail"]
 
 
+async def test_a_status_listed_again_while_its_lookup_runs_is_still_reported_in_between(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": D})
+    client.latency = 15  # the lookup that confirms Running outlasts two more passes
+    watcher = make(client, ["a"], sweep="list", emit_initial=False)
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(5)
+        client.statuses["a"] = R  # listed at 10, 15 and 20 while its lookup is in flight...
+        client.script("a", C)  # ...which finds the instance already Completed
+        await ft.advance(30)
+    # Listing Running again must not make it look as if the lookup began before it was seen.
+    assert summary(seen) == [("a", D, R, 1), ("a", R, C, 2)]
+    assert [c.skipped for c in seen] == [(), ()]
+
+
 async def test_the_checkpoint_is_saved_while_sweeping_not_only_at_stop(
     ft: FakeTime, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
