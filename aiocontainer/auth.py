@@ -42,6 +42,7 @@ from aiocontainer._regions import (
     unavailable_error,
 )
 from aiocontainer._signing import check_header_value
+from aiocontainer._telemetry import error_fields, log_fields
 from aiocontainer._tokens import Secret, redact, token_expiry
 from aiocontainer.client import ContainerClient
 from aiocontainer.errors import (
@@ -319,6 +320,7 @@ class ScnetAuth:
                     "token renewal for region %s refused (%s); signing in again",
                     cluster_id,
                     self._http.short(exc),
+                    extra=error_fields(None, exc, endpoint=RENEW_PATH),
                 )
             else:
                 self._store(cluster_id, new, forced=forced)
@@ -429,7 +431,13 @@ class _PlatformHttp:
                 raise failure
             delay = min(4.0, 0.25 * 2**attempt)
             _log.warning(
-                "%s request failed (%s); retrying in %.2fs", kind, self.short(failure), delay
+                "%s request failed (%s); retrying in %.2fs",
+                kind,
+                self.short(failure),
+                delay,
+                extra=error_fields(
+                    None, failure, attempt=attempt, delay=delay, endpoint=_path(url)
+                ),
             )
             await self._sleep(delay)
             attempt += 1
@@ -461,7 +469,13 @@ class _PlatformHttp:
             failure = TransportError(f"{method} {_path(url)}: {self.short(exc, headers)}")
         if failure is not None:
             raise failure  # outside the except block: the foreign error is not kept as context
-        _log.debug("%s %s -> %d", method, _path(url), status)
+        _log.debug(
+            "%s %s -> %d",
+            method,
+            _path(url),
+            status,
+            extra=log_fields(http_status=status, endpoint=_path(url)),
+        )
         if len(body) > _MAX_BODY:
             raise ResponseError(f"{_path(url)}: answer larger than {_MAX_BODY} bytes")
         try:

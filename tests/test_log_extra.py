@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aiocontainer import ContainerClient, InstanceWatcher
+from aiocontainer import ContainerClient, Credentials, InstanceWatcher, ScnetAuth
 from aiocontainer._telemetry import LOG_FIELDS, error_fields, log_fields
 from aiocontainer.errors import InvalidParameterError, TransportError
 from aiocontainer.simulator import Simulator
@@ -90,3 +90,22 @@ def test_error_fields_take_the_code_and_status_of_an_error() -> None:
     }
     assert error_fields(None, TransportError("reset"), attempt=2) == {**log_fields(), "attempt": 2}
     assert list(log_fields()) == list(LOG_FIELDS)
+
+
+async def test_sign_in_records_carry_their_fields(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiocontainer")
+    async with Simulator(instances=1, seed=1) as sim:
+        sim.fail_times("tokens", 1)  # the first login answers 503, the retry goes through
+        creds = Credentials(sim.user, sim.access_key, sim.secret_key)
+        async with ScnetAuth(creds, auth_url=sim.url, platform_url=sim.url) as auth:
+            await auth.regions()
+    login = "/api/user/v3/tokens"
+    records = [r for r in ours(caplog) if getattr(r, "endpoint", None) == login]
+    retry = next(r for r in records if r.levelno == logging.WARNING)
+    assert fields(retry) == log_fields(
+        attempt=1, delay=retry.delay, http_status=503, endpoint=login
+    )
+    answered = [fields(r) for r in records if r.levelno == logging.DEBUG]
+    assert log_fields(http_status=200, endpoint=login) in answered
+    for record in ours(caplog):
+        assert set(LOG_FIELDS) <= set(vars(record)), record.getMessage()
