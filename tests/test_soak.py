@@ -416,16 +416,23 @@ async def _failing_simulator(mode: str) -> Simulator:
     [("refused", "TransportError"), ("http_503", "HTTPStatusError"), ("hang", "TransportError")],
 )
 async def test_total_failure_costs_at_most_max_attempts_per_id(mode: str, error: str) -> None:
-    n, max_attempts, timeout = 64, 4, 0.3
+    n, max_attempts = 64, 4
+    # Only hanging requests need a short timeout. The simulator counts a request when its handler
+    # runs, so an attempt that timed out before then (64 connections opened at once on a busy
+    # loop) is one the client sent and the server never saw: with answers that come at once, a
+    # long timeout keeps the server's count exact too.
+    timeout = 0.3 if mode == "hang" else 5.0
     run = await _look_up_against_failure(
         mode, n=n, timeout=timeout, max_attempts=max_attempts, max_retry_time=30.0
     )
     assert run.errors == {error}
     assert run.stats.requests == n * max_attempts
     assert run.stats.failures == n
-    if mode != "refused":
+    if mode == "http_503":
         assert run.served["total"] == n * max_attempts
         assert set(run.served["instances"].values()) == {max_attempts}
+    elif mode == "hang":
+        assert run.served["total"] <= n * max_attempts
     # Three waits of at most 0.05, 0.1 and 0.2 s, and four attempts of at most one timeout each.
     assert run.elapsed <= 0.35 + max_attempts * timeout + 1.0
 
