@@ -697,11 +697,11 @@ def table(results: dict[str, Any]) -> str:
             (
                 f"bulk {setting}: wall vs bare aiohttp",
                 f"{b['wall_ratio']:.2f}x ({wall})",
-                "<= 1.10x",
+                "<= 1.05x",
             )
         )
         rows.append(
-            ("bulk: client CPU vs bare aiohttp", f"{b['cpu_ratio']:.2f}x ({cpu})", "<= 1.25x")
+            ("bulk: client CPU vs bare aiohttp", f"{b['cpu_ratio']:.2f}x ({cpu})", "<= 1.15x")
         )
     if s := results.get("sequential"):
         setting = f"{s['ids']} ids, {s['latency_s'] * 1000:g} ms"
