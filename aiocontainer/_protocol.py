@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from aiocontainer import _json
 from aiocontainer._convert import structure
-from aiocontainer._options import require  # re-exported for the watcher
+from aiocontainer._options import require
 from aiocontainer._paging import ListPage
 from aiocontainer._tokens import mentions, redact
 from aiocontainer.errors import (
@@ -63,7 +63,6 @@ __all__ = [
     "parse_envelope",
     "read_detail",
     "read_list_page",
-    "require",
     "retry_after_seconds",
     "retry_delay",
     "validate_instance_id",

@@ -21,7 +21,7 @@ from typing import Final
 import attrs
 
 from aiocontainer._diff import Snapshot
-from aiocontainer._protocol import require
+from aiocontainer._options import require
 
 __all__ = [
     "COALESCE",

@@ -40,7 +40,8 @@ from aiocontainer._delivery import (
 from aiocontainer._health import HealthMonitor
 from aiocontainer._health_view import HealthView
 from aiocontainer._lifecycle import Lifecycle, Phase
-from aiocontainer._protocol import require, validate_instance_id
+from aiocontainer._options import require
+from aiocontainer._protocol import validate_instance_id
 from aiocontainer._schedule import COALESCE as _COALESCE
 from aiocontainer._schedule import SchedulePolicy
 from aiocontainer._sweeper import attach_sweeper
