@@ -460,11 +460,12 @@ class _PlatformHttp:
                 ssl=self._ssl if self._ssl is not None else True,
             ) as response:
                 status = response.status
-                body = b""
+                received = bytearray()  # grown in place: no copy of the whole body per chunk
                 async for chunk in response.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > _MAX_BODY:
+                    received += chunk
+                    if len(received) > _MAX_BODY:
                         break
+                body = bytes(received)
         except _FOREIGN_ERRORS as exc:
             failure = TransportError(f"{method} {_path(url)}: {self.short(exc, headers)}")
         if failure is not None:
