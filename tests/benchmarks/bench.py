@@ -956,7 +956,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--listing-ids", type=int, default=None, help="default: --ids")
     parser.add_argument("--listing-cap", type=int, default=37)
     parser.add_argument("--listing-page-size", type=int, default=100)
-    # Created and deleted before each page: every page shifts, far from a page of repeats only.
+    # Created and deleted before each page: every page shifts, yet brings at least cap - churn
+    # new ids (a churn at or above the cap could answer only repeats, which ends a listing).
     parser.add_argument("--listing-churn", type=int, default=2)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--memory-count", type=int, help=argparse.SUPPRESS)
