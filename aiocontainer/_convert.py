@@ -285,11 +285,13 @@ _CAMEL_NAMES: dict[type[Any], tuple[tuple[str, str], ...]] = {}
 #
 # The converter calls one hook per field and collects every error with its path: right for a bad
 # document, costly for the sound ones that are nearly all of them. A builder is the same rules
-# written out as one straight-line function per model: each field read once and checked inline.
-# It never reports: on anything it does not accept outright (a wrong type, a missing required
-# key, a timestamp of another shape) it raises _Doubt, and the converter takes the document from
-# the start. So a builder only ever returns what the converter would return (a property test
-# holds the two together), and every error is still the converter's.
+# written out as one straight-line function per model: each field read once and checked inline,
+# the slots filled directly (the model has no validator, converter or post-init hook to skip;
+# a class that has one gets no builder). It never reports: on anything it does not accept
+# outright (a wrong type, a missing required key, a timestamp of another shape or no such date)
+# it raises _Doubt, and the converter takes the document from the start. So a builder only ever
+# returns what the converter would return (a property test holds the two together), and every
+# error is still the converter's.
 
 
 class _Doubt(Exception):
@@ -300,34 +302,55 @@ def _never(data: Any) -> Any:
     raise _Doubt
 
 
-def _fast_time(value: object) -> _dt.datetime:
-    if type(value) is not str or _TIME_RE.fullmatch(value) is None:
-        raise _Doubt
-    try:
-        return _dt.datetime.fromisoformat(value)
-    except ValueError:  # the right shape but no such date (month 13): the converter says so
-        raise _Doubt from None
-
-
-# How each field type is read: the condition that sends the value to the converter instead.
+# How each optional scalar is read: the test that sends the value to the converter instead.
 _REFUSE: dict[Any, str] = {
-    str | None: "{v} is not None and type({v}) is not str",
-    int | None: "{v} is not None and type({v}) is not int",
-    bool | None: "{v} is not None and type({v}) is not bool",
-    int | str | None: "{v} is not None and type({v}) is not int and type({v}) is not str",
-    str | int | None: "{v} is not None and type({v}) is not int and type({v}) is not str",
+    str | None: "type({v}) is not str",
+    int | None: "type({v}) is not int",
+    bool | None: "type({v}) is not bool",
+    int | str | None: "type({v}) is not int and type({v}) is not str",
+    str | int | None: "type({v}) is not int and type({v}) is not str",
 }
 
 _BUILDERS: dict[type[Any], Callable[[Any], Any]] = {}
+
+
+def _read_field(
+    index: int, field: attrs.Attribute[Any], tp: Any, names: dict[str, Any]
+) -> list[str] | None:
+    """The lines that read one field into ``v<index>``, or None for a kind not written out."""
+    v, camel = f"v{index}", to_camel(field.name)
+    interned = field.name in _INTERNED_FIELDS
+    intern = [f"if len({v}) <= {_MAX_INTERNED_CHARS}:", f"    {v} = intern({v})"]
+    if tp is str and field.default is attrs.NOTHING:
+        lines = [f"{v} = get({camel!r}, MISSING)", f"if type({v}) is not str:", "    raise Doubt"]
+        return lines + intern if interned else lines
+    if tp in _REFUSE and field.default is None:
+        lines = [f"{v} = get({camel!r})", f"if {v} is not None:"]
+        lines += [f"    if {_REFUSE[tp].format(v=v)}:", "        raise Doubt"]
+        return lines + ["    " + line for line in intern] if interned else lines
+    if tp == _dt.datetime | None and field.default is None:
+        lines = [f"{v} = get({camel!r})", f"if {v} is not None:"]
+        lines += [f"    if type({v}) is not str or timestamp({v}) is None:", "        raise Doubt"]
+        # fromisoformat's ValueError (the right shape, no such date) is a doubt as well.
+        return [*lines, f"    {v} = fromisoformat({v})"]
+    if _is_model_tuple(tp) and field.default == ():
+        names[f"item{index}"] = structure_fast(get_args(tp)[0])
+        lines = [f"{v} = get({camel!r}, ())", f"if type({v}) is list:"]
+        lines += [f"    {v} = tuple([item{index}(x) for x in {v}])"]
+        return [*lines, f"elif {v} != ():", "    raise Doubt"]
+    return None
 
 
 def _builder(cls: type[Any]) -> Callable[[Any], Any]:
     """The generated builder of an API model, or one that always defers to the converter.
 
     Only the field types the models use today are written out; a class with any other kind of
-    field (or a default other than None and ``()``) gets ``_never`` and is built by the converter.
+    field, another default, or anything that runs when it is made gets ``_never``.
     """
-    if not _is_api_model(cls):
+    if not _is_api_model(cls) or hasattr(cls, "__attrs_post_init__"):
+        return _never
+    every = attrs.fields(cls)
+    if any(f.validator or f.converter or f.on_setattr for f in every):
         return _never
     hints = get_type_hints(cls)
     fields = _api_fields(cls)
@@ -335,41 +358,49 @@ def _builder(cls: type[Any]) -> Callable[[Any], Any]:
     names: dict[str, Any] = {
         "Doubt": _Doubt,
         "MISSING": _MISSING,
-        "time": _fast_time,
-        "intern": _intern,
+        "timestamp": _TIME_RE.fullmatch,
+        "fromisoformat": _dt.datetime.fromisoformat,
+        "intern": sys.intern,
+        "new": object.__new__,
         "cls": cls,
         "known": known,
         "leftovers": _keep_leftovers,
     }
-    lines = ["def build(o):", "    if type(o) is not dict:", "        raise Doubt"]
-    lines.append("    get = o.get")
-    args = []
+    body = []
     for index, field in enumerate(fields):
-        v, camel, tp = f"v{index}", to_camel(field.name), hints[field.name]
-        interned = field.name in _INTERNED_FIELDS
-        if tp is str and field.default is attrs.NOTHING:
-            lines += [f"    {v} = get({camel!r}, MISSING)", f"    if type({v}) is not str:"]
-            lines += ["        raise Doubt"] + ([f"    {v} = intern({v})"] if interned else [])
-        elif tp in _REFUSE and field.default is None:
-            lines += [f"    {v} = get({camel!r})", f"    if {_REFUSE[tp].format(v=v)}:"]
-            lines += ["        raise Doubt"]
-            if interned:
-                lines += [f"    if {v} is not None:", f"        {v} = intern({v})"]
-        elif tp == _dt.datetime | None and field.default is None:
-            lines += [f"    {v} = get({camel!r})", f"    if {v} is not None:"]
-            lines += [f"        {v} = time({v})"]
-        elif _is_model_tuple(tp) and field.default == ():
-            names[f"item{index}"] = structure_fast(get_args(tp)[0])
-            lines += [f"    {v} = get({camel!r}, ())", f"    if type({v}) is list:"]
-            lines += [f"        {v} = tuple([item{index}(x) for x in {v}])"]
-            lines += [f"    elif {v} != ():", "        raise Doubt"]
-        else:
+        lines = _read_field(index, field, hints[field.name], names)
+        if lines is None:
             return _never
-        args.append(f"{field.alias}={v}")
-    lines.append(f"    obj = cls({', '.join(args)})")
-    lines.append(f"    if len(o) != {len(known)} or not known.issubset(o):")
-    lines += ["        leftovers(obj, o, known)", "    return obj"]
-    exec(compile("\n".join(lines), f"<aiocontainer builder of {cls.__name__}>", "exec"), names)
+        body += lines
+    make = ["obj = new(cls)"]
+    for index, field in enumerate(every):
+        slot: Any = cls.__dict__.get(field.name)
+        if not hasattr(slot, "__set__"):
+            return _never  # not a slotted class: no member to fill
+        names[f"set{index}"] = slot.__set__
+        if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            if field.default.takes_self:
+                return _never
+            names[f"default{index}"] = field.default.factory
+            make.append(f"set{index}(obj, default{index}())")
+        else:
+            make.append(f"set{index}(obj, v{fields.index(field)})")
+    source = [
+        "def build(o):",
+        "    if type(o) is not dict:",
+        "        raise Doubt",
+        "    get = o.get",
+        "    try:",
+        *("        " + line for line in body),
+        "    except ValueError:",
+        "        raise Doubt from None",
+        *("    " + line for line in make),
+        f"    if len(o) != {len(known)} or not o.keys() >= known:",
+        "        leftovers(obj, o, known)",
+        "    return obj",
+    ]
+    code = compile("\n".join(source), f"<aiocontainer builder of {cls.__name__}>", "exec")
+    exec(code, names)
     build: Callable[[Any], Any] = names["build"]
     return build
 
