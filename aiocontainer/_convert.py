@@ -321,23 +321,30 @@ def _read_field(
     v, camel = f"v{index}", to_camel(field.name)
     interned = field.name in _INTERNED_FIELDS
     intern = [f"if len({v}) <= {_MAX_INTERNED_CHARS}:", f"    {v} = intern({v})"]
+    # A key the document left out reads as MISSING: the field gets None and is noted absent.
+    absent = [f"    if {v} is MISSING:", f"        {v} = None", "        absent = True"]
     if tp is str and field.default is attrs.NOTHING:
         lines = [f"{v} = get({camel!r}, MISSING)", f"if type({v}) is not str:", "    raise Doubt"]
         return lines + intern if interned else lines
     if tp in _REFUSE and field.default is None:
-        lines = [f"{v} = get({camel!r})", f"if {v} is not None:"]
-        lines += [f"    if {_REFUSE[tp].format(v=v)}:", "        raise Doubt"]
-        return lines + ["    " + line for line in intern] if interned else lines
+        lines = [f"{v} = get({camel!r}, MISSING)", f"if {v} is not None:", *absent]
+        lines += [f"    elif {_REFUSE[tp].format(v=v)}:", "        raise Doubt"]
+        if interned:
+            lines += [f"    elif len({v}) <= {_MAX_INTERNED_CHARS}:", f"        {v} = intern({v})"]
+        return lines
     if tp == _dt.datetime | None and field.default is None:
-        lines = [f"{v} = get({camel!r})", f"if {v} is not None:"]
-        lines += [f"    if type({v}) is not str or timestamp({v}) is None:", "        raise Doubt"]
+        lines = [f"{v} = get({camel!r}, MISSING)", f"if {v} is not None:", *absent]
+        lines += [
+            f"    elif type({v}) is not str or timestamp({v}) is None:",
+            "        raise Doubt",
+        ]
         # fromisoformat's ValueError (the right shape, no such date) is a doubt as well.
-        return [*lines, f"    {v} = fromisoformat({v})"]
+        return [*lines, "    else:", f"        {v} = fromisoformat({v})"]
     if _is_model_tuple(tp) and field.default == ():
         names[f"item{index}"] = structure_fast(get_args(tp)[0])
-        lines = [f"{v} = get({camel!r}, ())", f"if type({v}) is list:"]
-        lines += [f"    {v} = tuple([item{index}(x) for x in {v}])"]
-        return [*lines, f"elif {v} != ():", "    raise Doubt"]
+        lines = [f"{v} = get({camel!r}, MISSING)", f"if type({v}) is list:"]
+        lines += [f"    {v} = tuple([item{index}(x) for x in {v}])", f"elif {v} is MISSING:"]
+        return [*lines, f"    {v} = ()", "    absent = True", "else:", "    raise Doubt"]
     return None
 
 
@@ -390,12 +397,14 @@ def _builder(cls: type[Any]) -> Callable[[Any], Any]:
         "    if type(o) is not dict:",
         "        raise Doubt",
         "    get = o.get",
+        "    absent = False",
         "    try:",
         *("        " + line for line in body),
         "    except ValueError:",
         "        raise Doubt from None",
         *("    " + line for line in make),
-        f"    if len(o) != {len(known)} or not o.keys() >= known:",
+        # Every field found and no more keys than fields: nothing unknown, nothing absent.
+        f"    if absent or len(o) != {len(known)}:",
         "        leftovers(obj, o, known)",
         "    return obj",
     ]

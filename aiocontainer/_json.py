@@ -66,7 +66,8 @@ _SURROGATE_ESCAPE_RE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _BOM: Final = b"\xef\xbb\xbf"
 # 19 digits in a row may be an integer outside orjson's exact range (-2**63 .. 2**64-1). Found by
 # turning every digit into "0" and searching for 19 of them: much faster than a regex scan.
-_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+# The same copy turns "{" into "[", so that one count gives the brackets that open.
+_MARKS: Final = bytes.maketrans(b"123456789{", b"000000000[")
 _LONG_DIGITS: Final = b"0" * 19
 
 
@@ -90,8 +91,9 @@ def _nesting_depth(data: bytes) -> int:
     return max(accumulate(memoryview(marks.translate(_STEP)).cast("b"), initial=0))
 
 
-def _check_depth(data: bytes) -> None:
-    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+def _check_depth(data: bytes, openings: int) -> None:
+    """Refuse ``data`` nested deeper than ``MAX_DEPTH``; ``openings`` counts its "[" and "{"."""
+    if openings <= MAX_DEPTH:
         return  # too few brackets, even counting those inside strings: the common small body
     depth = _nesting_depth(data)
     if depth > MAX_DEPTH:
@@ -144,17 +146,24 @@ def loads(raw: bytes | bytearray | memoryview | str, *, use_orjson: bool | None 
     data = _as_bytes(raw)
     if data.startswith(_BOM):
         raise JSONError("JSON text starts with a byte order mark")
-    _check_depth(data)
     parse = _backend_loads(use_orjson)
-    if parse is not _stdlib_loads and _LONG_DIGITS in data.translate(_DIGITS_AS_ZERO):
-        parse = _stdlib_loads
+    if parse is _stdlib_loads:
+        _check_depth(data, data.count(b"[") + data.count(b"{"))
+    else:
+        # One pass serves both checks orjson needs: digits become "0" (a run of 19 may be an
+        # integer orjson would turn into a float) and "{" becomes "[" (so one count bounds the
+        # depth). Lone surrogates orjson refuses itself.
+        marks = data.translate(_MARKS)
+        _check_depth(data, marks.count(b"["))
+        if _LONG_DIGITS in marks:
+            parse = _stdlib_loads
     try:
         value = parse(data)
     except JSONError:
         raise
     except (ValueError, RecursionError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise JSONError(_describe(exc)) from None
-    if b"\\u" in data and _SURROGATE_ESCAPE_RE.search(data) is not None:
+    if parse is _stdlib_loads and b"\\u" in data and _SURROGATE_ESCAPE_RE.search(data):
         # Only the standard library lets an unpaired \ud800 through; what it returns could never
         # be written again as UTF-8, so it is refused here like orjson refuses it.
         _refuse_surrogates(value)

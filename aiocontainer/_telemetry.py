@@ -231,18 +231,28 @@ if ENABLED:
 
     _WATCHER_METRICS: WatcherMetrics = _OtelWatcherMetrics()
 
-    try:  # what get_meter_provider() gives while no provider is set; private, so looked for
-        from opentelemetry.metrics._internal import _ProxyMeterProvider as _UnsetMeters
-    except ImportError:  # pragma: no cover - an API without it: always record, as before
-        _UnsetMeters = ()  # type: ignore[assignment,misc]  # isinstance(x, ()) is False
+    import os
 
+    from opentelemetry.metrics import _internal as _otel_metrics_state
+
+    # Where the API keeps the providers an application set: None until one is. Reading the two
+    # globals costs two dict reads; the public getters each look at the environment first.
+    _TRACE_STATE: dict[str, Any] = vars(_otel_trace)
+    _METRICS_STATE: dict[str, Any] = vars(_otel_metrics_state)
+    _FROM_ENVIRONMENT = any(
+        name in os.environ for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+    )
     _SET: list[bool] = []
+    if _FROM_ENVIRONMENT or not (
+        "_TRACER_PROVIDER" in _TRACE_STATE and "_METER_PROVIDER" in _METRICS_STATE
+    ):  # pragma: no cover - a provider named in the environment, or an API keeping them elsewhere
+        _SET.append(True)
 
     def _providers_set() -> bool:
         """True once an application set a tracer or a meter provider (it cannot be unset)."""
         if not _SET and (
-            not isinstance(_otel_trace.get_tracer_provider(), _otel_trace.ProxyTracerProvider)
-            or not isinstance(_otel_metrics.get_meter_provider(), _UnsetMeters)
+            _TRACE_STATE["_TRACER_PROVIDER"] is not None
+            or _METRICS_STATE["_METER_PROVIDER"] is not None
         ):
             _SET.append(True)
         return bool(_SET)
