@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 import attrs
 import cattrs
@@ -43,6 +43,8 @@ MAX_ITEM_ERRORS = 5
 _MAX_SHOWN_ERRORS = 5
 #: Longer values are never interned: the table would keep a hostile server's strings forever.
 _MAX_INTERNED_CHARS = 256
+#: What ``dict.get`` gives for a key the document does not have (``None`` is a value).
+_MISSING: Any = object()
 
 
 def to_camel(name: str) -> str:
@@ -79,9 +81,12 @@ def _optional_str(value: object, _: type) -> str | None:
     raise TypeError(f"expected a string, got {_type_name(value)}")
 
 
-def _interned_str(value: object, _: type) -> str:
-    text = _strict_str(value, str)
+def _intern(text: str) -> str:
     return sys.intern(text) if len(text) <= _MAX_INTERNED_CHARS else text
+
+
+def _interned_str(value: object, _: type) -> str:
+    return _intern(_strict_str(value, str))
 
 
 def _interned_optional_str(value: object, _: type) -> str | None:
@@ -194,17 +199,22 @@ def _with_leftovers(
             raise TypeError(f"expected an object, got {_type_name(value)}")
         obj = inner(value, tp)
         if len(value) != len(known) or not known.issubset(value):
-            extra = {key: item for key, item in value.items() if key not in known}
-            absent = known - value.keys()
-            # Frozen attrs classes are set through object.__setattr__; the object is ours until
-            # it is returned, so this is still construction, not mutation.
-            if extra:
-                object.__setattr__(obj, "extra", MappingProxyType(extra))
-            if absent:
-                object.__setattr__(obj, "_absent", frozenset(absent))
+            _keep_leftovers(obj, value, known)
         return obj
 
     return hook
+
+
+def _keep_leftovers(obj: Any, value: Mapping[str, Any], known: frozenset[str]) -> None:
+    """Note on a new ``obj`` the keys of ``value`` it has no field for, and the fields not sent."""
+    extra = {key: item for key, item in value.items() if key not in known}
+    absent = known - value.keys()
+    # Frozen attrs classes are set through object.__setattr__; the object is ours until it is
+    # returned, so this is still construction, not mutation.
+    if extra:
+        object.__setattr__(obj, "extra", MappingProxyType(extra))
+    if absent:
+        object.__setattr__(obj, "_absent", frozenset(absent))
 
 
 def _field_hook(field: attrs.Attribute[Any]) -> Callable[[Any, Any], Any] | None:
@@ -271,6 +281,138 @@ _CONVERTER = _build_converter()
 _CAMEL_NAMES: dict[type[Any], tuple[tuple[str, str], ...]] = {}
 
 
+# -- the generated builders ---------------------------------------------------------------------
+#
+# The converter calls one hook per field and collects every error with its path: right for a bad
+# document, costly for the sound ones that are nearly all of them. A builder is the same rules
+# written out as one straight-line function per model: each field read once and checked inline,
+# the slots filled directly (the model has no validator, converter or post-init hook to skip;
+# a class that has one gets no builder). It never reports: on anything it does not accept
+# outright (a wrong type, a missing required key, a timestamp of another shape or no such date)
+# it raises _Doubt, and the converter takes the document from the start. So a builder only ever
+# returns what the converter would return (a property test holds the two together), and every
+# error is still the converter's.
+
+
+class _Doubt(Exception):
+    """A builder met a value it does not accept outright; the converter decides instead."""
+
+
+def _never(data: Any) -> Any:
+    raise _Doubt
+
+
+# How each optional scalar is read: the test that sends the value to the converter instead.
+_REFUSE: dict[Any, str] = {
+    str | None: "type({v}) is not str",
+    int | None: "type({v}) is not int",
+    bool | None: "type({v}) is not bool",
+    int | str | None: "type({v}) is not int and type({v}) is not str",
+    str | int | None: "type({v}) is not int and type({v}) is not str",
+}
+
+_BUILDERS: dict[type[Any], Callable[[Any], Any]] = {}
+
+
+def _read_field(
+    index: int, field: attrs.Attribute[Any], tp: Any, names: dict[str, Any]
+) -> list[str] | None:
+    """The lines that read one field into ``v<index>``, or None for a kind not written out."""
+    v, camel = f"v{index}", to_camel(field.name)
+    interned = field.name in _INTERNED_FIELDS
+    intern = [f"if len({v}) <= {_MAX_INTERNED_CHARS}:", f"    {v} = intern({v})"]
+    if tp is str and field.default is attrs.NOTHING:
+        lines = [f"{v} = get({camel!r}, MISSING)", f"if type({v}) is not str:", "    raise Doubt"]
+        return lines + intern if interned else lines
+    if tp in _REFUSE and field.default is None:
+        lines = [f"{v} = get({camel!r})", f"if {v} is not None:"]
+        lines += [f"    if {_REFUSE[tp].format(v=v)}:", "        raise Doubt"]
+        return lines + ["    " + line for line in intern] if interned else lines
+    if tp == _dt.datetime | None and field.default is None:
+        lines = [f"{v} = get({camel!r})", f"if {v} is not None:"]
+        lines += [f"    if type({v}) is not str or timestamp({v}) is None:", "        raise Doubt"]
+        # fromisoformat's ValueError (the right shape, no such date) is a doubt as well.
+        return [*lines, f"    {v} = fromisoformat({v})"]
+    if _is_model_tuple(tp) and field.default == ():
+        names[f"item{index}"] = structure_fast(get_args(tp)[0])
+        lines = [f"{v} = get({camel!r}, ())", f"if type({v}) is list:"]
+        lines += [f"    {v} = tuple([item{index}(x) for x in {v}])"]
+        return [*lines, f"elif {v} != ():", "    raise Doubt"]
+    return None
+
+
+def _builder(cls: type[Any]) -> Callable[[Any], Any]:
+    """The generated builder of an API model, or one that always defers to the converter.
+
+    Only the field types the models use today are written out; a class with any other kind of
+    field, another default, or anything that runs when it is made gets ``_never``.
+    """
+    if not _is_api_model(cls) or hasattr(cls, "__attrs_post_init__"):
+        return _never
+    every = attrs.fields(cls)
+    if any(f.validator or f.converter or f.on_setattr for f in every):
+        return _never
+    hints = get_type_hints(cls)
+    fields = _api_fields(cls)
+    known = frozenset(to_camel(f.name) for f in fields)
+    names: dict[str, Any] = {
+        "Doubt": _Doubt,
+        "MISSING": _MISSING,
+        "timestamp": _TIME_RE.fullmatch,
+        "fromisoformat": _dt.datetime.fromisoformat,
+        "intern": sys.intern,
+        "new": object.__new__,
+        "cls": cls,
+        "known": known,
+        "leftovers": _keep_leftovers,
+    }
+    body = []
+    for index, field in enumerate(fields):
+        lines = _read_field(index, field, hints[field.name], names)
+        if lines is None:
+            return _never
+        body += lines
+    make = ["obj = new(cls)"]
+    for index, field in enumerate(every):
+        slot: Any = cls.__dict__.get(field.name)
+        if not hasattr(slot, "__set__"):
+            return _never  # not a slotted class: no member to fill
+        names[f"set{index}"] = slot.__set__
+        if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            if field.default.takes_self:
+                return _never
+            names[f"default{index}"] = field.default.factory
+            make.append(f"set{index}(obj, default{index}())")
+        else:
+            make.append(f"set{index}(obj, v{fields.index(field)})")
+    source = [
+        "def build(o):",
+        "    if type(o) is not dict:",
+        "        raise Doubt",
+        "    get = o.get",
+        "    try:",
+        *("        " + line for line in body),
+        "    except ValueError:",
+        "        raise Doubt from None",
+        *("    " + line for line in make),
+        f"    if len(o) != {len(known)} or not o.keys() >= known:",
+        "        leftovers(obj, o, known)",
+        "    return obj",
+    ]
+    code = compile("\n".join(source), f"<aiocontainer builder of {cls.__name__}>", "exec")
+    exec(code, names)
+    build: Callable[[Any], Any] = names["build"]
+    return build
+
+
+def structure_fast(cls: type[Any]) -> Callable[[Any], Any]:
+    """The generated builder of ``cls`` (made on first use); it raises ``_Doubt``, not errors."""
+    build = _BUILDERS.get(cls)
+    if build is None:
+        build = _BUILDERS[cls] = _builder(cls)
+    return build
+
+
 def _camel_names(cls: type[Any]) -> tuple[tuple[str, str], ...]:
     names = _CAMEL_NAMES.get(cls)
     if names is None:
@@ -307,9 +449,16 @@ def _error_lines(exc: BaseException, path: str, unchecked: list[str]) -> list[st
 def structure(data: Any, cls: type[T]) -> T:
     """Build ``cls`` from a camelCase dict or raise ``ResponseError`` naming each bad path.
 
+    A sound document is built by the class's generated builder (see ``_builder``); anything it
+    does not accept outright goes through the converter, which builds it or says what is wrong.
+
     The message spells out the first few bad fields and counts the others (``... and 3 more``);
     a list with many bad items is not checked to the end (``N more items not checked``).
     """
+    try:
+        return structure_fast(cls)(data)  # type: ignore[no-any-return]
+    except _Doubt:
+        pass  # something the builder does not decide alone: the converter decides, and explains
     try:
         return _CONVERTER.structure(data, cls)
     except (ClassValidationError, IterableValidationError, TypeError, ValueError) as exc:

@@ -188,36 +188,19 @@ class Transport:
         return status, headers, body
 
     async def _read_body(self, response: aiohttp.ClientResponse, instance_id: str | None) -> bytes:
-        """The decoded body, refused as soon as it passes ``max_body_bytes`` decoded bytes.
-
-        A compressed body can inflate a thousandfold, so its size on the wire says nothing:
-        it is read in the bounded pieces aiohttp's decompressor hands out and counted as it
-        grows. Only an uncompressed body with a Content-Length is read in one go, because its
-        length then is its decoded size.
-        """
+        """The decoded body, refused as soon as it passes ``max_body_bytes`` decoded bytes."""
         limit = self._max_body_bytes
-        length = response.content_length
-        if length is not None and length > limit:
-            raise ResponseError(
-                f"response of {length} bytes exceeds the {limit}-byte limit",
-                http_status=response.status,
-                instance_id=instance_id,
+        try:
+            return await read_bounded(response, limit)
+        except BodyTooLarge as exc:
+            declared = exc.content_length
+            message = (
+                f"response exceeds the {limit}-byte limit once decoded"
+                if declared is None
+                else f"response of {declared} bytes exceeds the {limit}-byte limit"
             )
-        encoding = response.headers.get("Content-Encoding")
-        if length is not None and (not encoding or encoding.strip().lower() == "identity"):
-            return await response.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise ResponseError(
-                    f"response exceeds the {limit}-byte limit once decoded",
-                    http_status=response.status,
-                    instance_id=instance_id,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+        # Raised outside the except block: the internal signal is not kept as __context__.
+        raise ResponseError(message, http_status=response.status, instance_id=instance_id)
 
     def _fail_over(self, failed: int) -> None:
         """After a transport failure on base URL ``failed``, use the next one from now on.
@@ -262,3 +245,40 @@ class Transport:
             # A bucket of one spaces requests evenly instead of allowing a burst each period.
             self._limiter = AsyncLimiter(1, 1.0 / self._rate_limit)
         return self._limiter
+
+
+class BodyTooLarge(Exception):
+    """A body passed the limit of :func:`read_bounded`; each caller raises its own error.
+
+    ``content_length`` is the declared length when that alone refused the body (nothing was
+    read), None when the decoded bytes passed the limit as they arrived.
+    """
+
+    def __init__(self, limit: int, content_length: int | None) -> None:
+        super().__init__(limit, content_length)
+        self.limit = limit
+        self.content_length = content_length
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The decoded body of ``response``, or ``BodyTooLarge`` as soon as it passes ``limit`` bytes.
+
+    A declared Content-Length over the limit is refused before reading. A compressed body can
+    inflate a thousandfold, so its size on the wire says nothing: it is read in the bounded
+    pieces aiohttp's decompressor hands out and counted as it grows. Only an uncompressed body
+    with a Content-Length is read in one go, because its length then is its decoded size.
+    """
+    length = response.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(limit, length)
+    encoding = response.headers.get("Content-Encoding")
+    if length is not None and (not encoding or encoding.strip().lower() == "identity"):
+        return await response.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit, None)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -44,6 +44,7 @@ from aiocontainer._regions import (
 from aiocontainer._signing import check_header_value
 from aiocontainer._telemetry import error_fields, log_fields
 from aiocontainer._tokens import Secret, redact, token_expiry
+from aiocontainer._transport import BodyTooLarge, read_bounded
 from aiocontainer.client import ContainerClient
 from aiocontainer.errors import (
     AiocontainerError,
@@ -460,12 +461,10 @@ class _PlatformHttp:
                 ssl=self._ssl if self._ssl is not None else True,
             ) as response:
                 status = response.status
-                received = bytearray()  # grown in place: no copy of the whole body per chunk
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    received += chunk
-                    if len(received) > _MAX_BODY:
-                        break
-                body = bytes(received)
+                try:
+                    body: bytes | None = await read_bounded(response, _MAX_BODY)
+                except BodyTooLarge:
+                    body = None
         except _FOREIGN_ERRORS as exc:
             failure = TransportError(f"{method} {_path(url)}: {self.short(exc, headers)}")
         if failure is not None:
@@ -477,7 +476,7 @@ class _PlatformHttp:
             status,
             extra=log_fields(http_status=status, endpoint=_path(url)),
         )
-        if len(body) > _MAX_BODY:
+        if body is None:
             raise ResponseError(f"{_path(url)}: answer larger than {_MAX_BODY} bytes")
         try:
             return parse_envelope(status, body)

@@ -75,6 +75,7 @@ class FakePlatform:
     enabled_urls: int = 1
     dead_url_first: str | None = None  # an enabled AI URL listed before the live one
     center_padding: int = 0  # characters of filler in the center's answer
+    center_gzip: bool = False  # the center's answer sent gzip-compressed
     issued: dict[str, Issued] = attrs.field(factory=dict)
     calls: Counter[str] = attrs.field(factory=Counter)
     headers_seen: list[dict[str, str]] = attrs.field(factory=list)
@@ -160,7 +161,10 @@ class FakePlatform:
             urls.insert(0, {"enable": "true", "version": "v2", "url": self.dead_url_first})
         urls.append({"enable": "false", "version": "v1", "url": "http://127.0.0.1:9/ai"})
         info = {"userName": "acct01", "filler": "x" * self.center_padding}
-        return self.ok({"aiUrls": urls, "clusterUserInfo": info})
+        response = self.ok({"aiUrls": urls, "clusterUserInfo": info})
+        if self.center_gzip:
+            response.enable_compression(web.ContentCoding.gzip)
+        return response
 
     async def detail(self, request: web.Request) -> web.StreamResponse:
         self.calls["detail"] += 1
@@ -323,9 +327,12 @@ async def test_center_without_an_enabled_url_makes_the_region_unavailable(
     assert platform.calls["detail"] == 0
 
 
+@pytest.mark.parametrize("gzip", [False, True], ids=["plain", "gzip"])
 async def test_a_long_answer_is_read_whole_and_an_oversized_one_refused(
-    platform: FakePlatform, clock: FakeClock
+    platform: FakePlatform, clock: FakeClock, gzip: bool
 ) -> None:
+    # Compressed, the answers are a few kilobytes on the wire: the bound counts decoded bytes.
+    platform.center_gzip = gzip
     platform.center_padding = 900_000  # many chunks on the wire, under the 1 MiB bound
     async with make_auth(platform, clock) as auth:
         assert await auth.ai_urls("East") == [f"{platform.url}/ai"]

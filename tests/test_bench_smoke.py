@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 BENCH = Path(__file__).parent / "benchmarks" / "bench.py"
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_benchmark_runs_with_tiny_sizes(tmp_path: Path) -> None:
@@ -21,11 +33,62 @@ def test_benchmark_runs_with_tiny_sizes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert set(figures) >= {"simulator", "bulk", "sequential", "decode", "watch", "memory"}
+    assert set(figures) >= {
+        "simulator",
+        "bulk",
+        "sequential",
+        "decode",
+        "watch",
+        "listing",
+        "memory",
+    }
     assert figures["simulator"]["answered"] > 0
     assert figures["bulk"]["ids"] == 200
     assert figures["watch"]["missed"] == 0
     assert figures["watch"]["polls"] > 0
     assert figures["memory"][0]["ids"] == 200
+    listing = figures["listing"]
+    assert set(listing) >= {
+        "ids",
+        "page_cap",
+        "page_size",
+        "found",
+        "distinct",
+        "equals_simulator_ids",
+        "requests",
+        "min_requests",
+        "wall_s",
+        "cpu_s",
+        "churn",
+    }
+    # Every id of the simulator found once, across pages all shorter than asked for.
+    assert (listing["ids"], listing["page_cap"], listing["page_size"]) == (300, 7, 100)
+    assert listing["found"] == listing["distinct"] == 300
+    assert listing["equals_simulator_ids"] is True
+    assert listing["min_requests"] == 300 // 7 + 1 + 1  # ceil(300 / 7) pages, then the empty one
+    assert listing["requests"] >= listing["min_requests"]
+    churn = listing["churn"]
+    assert churn["created"] > 0 and churn["deleted"] > 0
+    assert churn["duplicates"] == 0 and churn["found"] == churn["distinct"]
+    assert churn["never_existed"] == 0
+    assert churn["throughout_found"] == churn["existed_throughout"] > 0
     for name in ("wall vs bare aiohttp", "client CPU", "decode + model", "watch", "memory"):
         assert name in result.stdout
+    assert "all found once" in result.stdout
+    assert "<= 1.15x" in result.stdout
+    # The sweep's figures depend on how often instances change: its rows say how fast they do.
+    assert figures["sweep"]["speed"] == 1.0
+    assert "list, every 0.5 s, speed 1x" in result.stdout
+    assert "<= 0.02 req/id/interval, <= 0.06 cores, 0 missed/invented" in result.stdout
+
+
+def test_listing_check_refuses_a_missing_a_doubled_or_an_unknown_id() -> None:
+    check_listing = load_bench().check_listing
+    expected = {"a", "b", "c"}
+    check_listing(["c", "a", "b"], expected)
+    with pytest.raises(RuntimeError, match="1 ids missing, 0 doubled"):
+        check_listing(["a", "b"], expected)
+    with pytest.raises(RuntimeError, match="0 ids missing, 1 doubled"):
+        check_listing(["a", "b", "c", "a"], expected)
+    with pytest.raises(RuntimeError, match="1 not in the simulator's list"):
+        check_listing(["a", "b", "c", "d"], expected)

@@ -6,6 +6,16 @@ import re
 
 import pytest
 
+from aiocontainer.cli.demo import closing_line
+from aiocontainer.errors import (
+    ChangesDroppedError,
+    HTTPStatusError,
+    InstanceGoneError,
+    InstanceRecoveredNotice,
+    InstanceStaleError,
+    ResponseError,
+    TransportError,
+)
 from tests.conftest import TERMINAL, Cli, assert_one_line_hint, base_env
 
 
@@ -45,3 +55,35 @@ async def test_demo_runs_to_the_end_with_a_summary(cli: Cli) -> None:
     assert all(re.fullmatch(r"[0-9a-f]{32}", row[0]) and row[2] in TERMINAL for row in rows)
     assert re.match(r"^outcome: ", lines[table_at + 6])
     assert re.match(r"^requests \d+, retries \d+, failed lookups \d+", lines[-1])
+    # Staleness, when there is any, is counted as notices, never named among the failures.
+    assert "InstanceStaleError" not in lines[-1] and "InstanceRecoveredNotice" not in lines[-1]
+
+
+def test_closing_line_keeps_staleness_notices_apart_from_failed_lookups() -> None:
+    errors: dict[type[Exception], int] = {
+        InstanceRecoveredNotice: 1,
+        InstanceStaleError: 2,
+        ResponseError: 1,
+        HTTPStatusError: 2,
+        TransportError: 3,
+        InstanceGoneError: 1,
+    }
+    line = closing_line(120, 7, errors, 12.34)
+    assert line == (
+        "requests 120, retries 7, "
+        "failed lookups 7 (HTTPStatusError 2, InstanceGoneError 1, ResponseError 1, "
+        "TransportError 3), "
+        "staleness notices 3 (stale 2, recovered 1), 12.3 s"
+    )
+
+
+def test_closing_line_counts_what_is_neither_a_lookup_nor_a_notice_on_its_own() -> None:
+    line = closing_line(5, 0, {ChangesDroppedError: 2, ValueError: 1, InstanceStaleError: 1}, 1.0)
+    assert line == (
+        "requests 5, retries 0, failed lookups 0, staleness notices 1 (stale 1), "
+        "other errors 3 (ChangesDroppedError 2, ValueError 1), 1.0 s"
+    )
+
+
+def test_closing_line_without_errors_says_no_lookup_failed() -> None:
+    assert closing_line(3, 0, {}, 0.5) == "requests 3, retries 0, failed lookups 0, 0.5 s"

@@ -198,3 +198,31 @@ def test_without_opentelemetry_nothing_is_imported_and_hooks_do_nothing() -> Non
 def test_with_opentelemetry_the_hooks_are_live() -> None:
     assert telemetry.ENABLED
     assert type(telemetry.watcher_metrics()) is not telemetry.WatcherMetrics
+
+
+@pytest.mark.parametrize("provider", ["tracer", "meter"])
+def test_the_api_without_a_provider_costs_a_no_op_until_one_is_set(provider: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+        from aiocontainer import _telemetry
+
+        assert _telemetry.ENABLED
+        before = _telemetry.start_lookup("/x", None)
+        assert before is _telemetry._NO_LOOKUP, type(before)
+        if {provider!r} == "tracer":
+            trace.set_tracer_provider(TracerProvider())
+        else:
+            metrics.set_meter_provider(MeterProvider())
+        after = _telemetry.start_lookup("/x", None)
+        assert type(after) is not _telemetry.Lookup, type(after)
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

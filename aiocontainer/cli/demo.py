@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Final
 
 from aiocontainer import InstanceWatcher, StatusChange
 from aiocontainer.cli import _output
 from aiocontainer.cli._exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from aiocontainer.cli._options import fraction, positive_float, positive_int
 from aiocontainer.cli._run import run_async
+from aiocontainer.errors import (
+    ApiError,
+    AuthError,
+    InstanceGoneError,
+    InstanceRecoveredNotice,
+    InstanceStaleError,
+    ResponseError,
+    TokenError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from aiocontainer.cli._parser import Commands
@@ -85,7 +97,7 @@ async def demo(args: argparse.Namespace) -> int:
             f"{len(sim.instance_ids)} instances, {args.speed:g}x speed, "
             f"{args.fault_rate:.0%} of requests faulted"
         )
-        errors: dict[str, int] = {}
+        errors: Counter[type[Exception]] = Counter()
         from aiocontainer.cli.regions import simulator_client  # keys -> regions -> client
 
         def say(text: str) -> None:
@@ -111,7 +123,7 @@ async def demo(args: argparse.Namespace) -> int:
 
             @watcher.on_error
             def count_error(instance_id: str | None, exc: Exception) -> None:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                errors[type(exc)] += 1
 
             await watcher.run()
             stats = client.stats
@@ -126,9 +138,61 @@ async def demo(args: argparse.Namespace) -> int:
         outcome.append_text(_output.status_cell(status))
         outcome.append(f" {count}" + (", " if index < len(counts) - 1 else ""))
     out.print(outcome)
-    out.print(
-        f"requests {stats.requests}, retries {stats.retries}, failed lookups {stats.failures}"
-        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(errors.items()))})" if errors else "")
-        + f", {time.monotonic() - started:.1f} s"
-    )
+    seconds = time.monotonic() - started
+    out.print(closing_line(stats.requests, stats.retries, errors, seconds), markup=False)
     return EXIT_OK
+
+
+#: What ``on_error`` receives when a lookup failed: the client's own errors after its last
+#: attempt, and the watcher dropping an id whose lookups kept answering "no such id".
+_LOOKUP_FAILURES: Final = (
+    TransportError,
+    ResponseError,
+    ApiError,
+    TokenError,
+    AuthError,
+    InstanceGoneError,
+)
+#: Staleness notices, in the order they are named: they report what the watcher saw, not a
+#: failed lookup (the poll that failed is counted on its own).
+_NOTICES: Final = ((InstanceStaleError, "stale"), (InstanceRecoveredNotice, "recovered"))
+
+
+def closing_line(
+    requests: int, retries: int, errors: Mapping[type[Exception], int], seconds: float
+) -> str:
+    """The demo's last line: requests, retries, failed lookups apart from staleness notices.
+
+    ``errors`` counts what reached ``on_error`` by class. Lookup failures are named by class;
+    ``InstanceStaleError`` and ``InstanceRecoveredNotice`` are counted as staleness notices
+    (stale / recovered); anything else (a callback that raised, a dropped change) is counted
+    as another error, so no count is put under a heading it does not belong to.
+    """
+    failed: Counter[str] = Counter()
+    notices: Counter[str] = Counter()
+    other: Counter[str] = Counter()
+    for kind, count in errors.items():
+        notice = next((word for cls, word in _NOTICES if issubclass(kind, cls)), None)
+        if notice is not None:
+            notices[notice] += count
+        elif issubclass(kind, _LOOKUP_FAILURES):
+            failed[kind.__name__] += count
+        else:
+            other[kind.__name__] += count
+    parts = [f"requests {requests}", f"retries {retries}", _counted("failed lookups", failed)]
+    if notices:
+        words = [word for _, word in _NOTICES]
+        parts.append(_counted("staleness notices", notices, order=words.index))
+    if other:
+        parts.append(_counted("other errors", other))
+    parts.append(f"{seconds:.1f} s")
+    return ", ".join(parts)
+
+
+def _counted(heading: str, counts: Counter[str], order: Callable[[str], int] | None = None) -> str:
+    """``heading N (a 1, b 2)``: the total, then each kind (alphabetical unless ``order``)."""
+    text = f"{heading} {sum(counts.values())}"
+    if counts:
+        kinds = sorted(counts, key=order)
+        text += " (" + ", ".join(f"{kind} {counts[kind]}" for kind in kinds) + ")"
+    return text
