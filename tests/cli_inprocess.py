@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiocontainer.cli import main
-from tests.conftest import Cli, Result, assert_secret_free
+from tests.conftest import RUN_TIMEOUT, Cli, Result, assert_secret_free
 
 _DEFAULT_PYTHON = ("-m", "aiocontainer")
 # sys.stdin/stdout/stderr and os.environ are process-wide: one in-process run at a time.
@@ -62,6 +62,15 @@ def call_main(argv: Sequence[str], env: dict[str, str], stdin: bytes) -> tuple[i
     Exit codes follow the interpreter's: ``main``'s return value, ``SystemExit``'s code, and 1
     with the traceback on stderr for an exception nothing caught.
     """
+    # A run that never ended (its test failed at RUN_TIMEOUT) still holds the lock: fail, not hang.
+    assert _ONE_AT_A_TIME.acquire(timeout=RUN_TIMEOUT), "an earlier in-process run never ended"
+    try:
+        return _call_main(argv, env, stdin)
+    finally:
+        _ONE_AT_A_TIME.release()
+
+
+def _call_main(argv: Sequence[str], env: dict[str, str], stdin: bytes) -> tuple[int, str, str]:
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
     err = io.TextIOWrapper(
         io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True
@@ -69,7 +78,7 @@ def call_main(argv: Sequence[str], env: dict[str, str], stdin: bytes) -> tuple[i
     given = io.TextIOWrapper(io.BufferedReader(io.BytesIO(stdin)), encoding="utf-8")
     root = logging.getLogger()
     logged = (root.level, list(root.handlers), logging.getLogger("aiocontainer").level)
-    with _ONE_AT_A_TIME, _Env(env):
+    with _Env(env):
         streams = sys.stdin, sys.stdout, sys.stderr
         sys.stdin, sys.stdout, sys.stderr = given, out, err
         try:
@@ -119,8 +128,9 @@ class InProcessCli(Cli):
         env = options.get("env")
         stdin = options.get("stdin")
         data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
-        code, out, err = await asyncio.to_thread(
-            call_main, args, self.env() if env is None else env, data
+        code, out, err = await asyncio.wait_for(
+            asyncio.to_thread(call_main, args, self.env() if env is None else env, data),
+            RUN_TIMEOUT,
         )
         result = Result(code, out, err)
         assert_secret_free(result, self.secrets)

@@ -130,7 +130,7 @@ def cli_env(platform: FakePlatform, home: Path, **extra: str) -> dict[str, str]:
 
 async def aiocontainer(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
     """``main(argv)`` in this process (the real command runs in the simulator tests below)."""
-    code, out, err = await asyncio.to_thread(call_main, argv, env, b"")
+    code, out, err = await asyncio.wait_for(asyncio.to_thread(call_main, argv, env, b""), 60)
     for text in (out, err):
         assert SK not in text
         assert "Traceback" not in text
