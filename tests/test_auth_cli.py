@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ import pytest
 from aiocontainer.cli._exits import UsageError
 from aiocontainer.cli._parser import build_parser
 from aiocontainer.cli.regions import credentials, uses_credentials
+from tests.cli_inprocess import call_main
 from tests.conftest import run_process
 from tests.test_auth import write_like_scnet_cli
 from tests.test_auth_scnet import AK, SEED_ID, SK, USER, FakePlatform, started
@@ -127,9 +129,8 @@ def cli_env(platform: FakePlatform, home: Path, **extra: str) -> dict[str, str]:
 
 
 async def aiocontainer(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
-    code, out, err = await run_process(
-        sys.executable, "-W", "error", "-m", "aiocontainer", *argv, env=env, timeout=60
-    )
+    """``main(argv)`` in this process (the real command runs in the simulator tests below)."""
+    code, out, err = await asyncio.wait_for(asyncio.to_thread(call_main, argv, env, b""), 60)
     for text in (out, err):
         assert SK not in text
         assert "Traceback" not in text

@@ -18,6 +18,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from rich.console import Console
 
 from aiocontainer import StatusChange
@@ -33,11 +34,18 @@ from aiocontainer.cli.board import (
 )
 from aiocontainer.models import InstanceDetail
 from aiocontainer.simulator import Simulator
+from tests.cli_inprocess import InProcessCli
 from tests.conftest import Cli, assert_one_line_hint
 from tests.watcher_fakes import FakeClient, FakeTime, make
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def cli(sim: Simulator) -> InProcessCli:
+    """Runs ``main`` in this process; ``cli.process`` and ``cli.start`` run the real command."""
+    return InProcessCli(sim)
 
 
 def report_of(statuses: dict[str, str | None], *, stale: tuple[str, ...] = (), now: float = 100.0):  # type: ignore[no-untyped-def]

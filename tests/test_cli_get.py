@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 from aiocontainer.simulator import Simulator
+from tests.cli_inprocess import InProcessCli
 from tests.conftest import (
     SAMPLES,
     SEED_ID,
@@ -33,9 +34,16 @@ from tests.conftest import (
 )
 
 
-async def test_get_json_of_the_seed_instance_is_the_platform_data(cli: Cli) -> None:
+@pytest.fixture
+def cli(sim: Simulator) -> InProcessCli:
+    """Runs ``main`` in this process; ``cli.process`` and ``cli.start`` run the real command."""
+    return InProcessCli(sim)
+
+
+async def test_get_json_of_the_seed_instance_is_the_platform_data(cli: InProcessCli) -> None:
     seed = json.loads((SAMPLES / "seed_detail.json").read_text(encoding="utf-8"))
-    result = await cli.run("get", SEED_ID, "--output", "json")
+    # The real command, end to end: the other plain runs call main in this process.
+    result = await cli.process.run("get", SEED_ID, "--output", "json")
     assert result.code == 0, result
     assert result.json() == seed["data"]
     assert result.err == ""

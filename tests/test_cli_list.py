@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from aiocontainer.simulator import Simulator
+from tests.cli_inprocess import InProcessCli
 from tests.conftest import Cli
+
+
+@pytest.fixture
+def cli(sim: Simulator) -> InProcessCli:
+    """Runs ``main`` in this process; ``cli.process`` and ``cli.start`` run the real command."""
+    return InProcessCli(sim)
 
 
 async def test_list_json_is_every_instance_once_as_the_platform_sends_it(
@@ -44,8 +53,8 @@ async def test_list_filters_by_name(cli: Cli, sim: Simulator) -> None:
     assert sorted(json.loads(line)["id"] for line in result.lines()) == sorted([first, second])
 
 
-async def test_list_table_has_a_row_per_instance(cli: Cli, sim: Simulator) -> None:
-    result = await cli.run("list")
+async def test_list_table_has_a_row_per_instance(cli: InProcessCli, sim: Simulator) -> None:
+    result = await cli.process.run("list")  # the real command, end to end
     assert result.code == 0, result
     header, *rows = result.lines()
     assert header.split()[:3] == ["ID", "NAME", "STATUS"]

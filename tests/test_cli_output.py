@@ -114,9 +114,10 @@ def test_json_of_a_value_nested_deeper_than_recursion_allows(depth: int) -> None
     for level in range(depth):
         value = {"k": value} if level % 2 else [value, 1]
     text = _output.dumps({"data": value})
-    expected = '"\\u001b"'
-    for level in range(depth):
-        expected = f'{{"k": {expected}}}' if level % 2 else f"[{expected}, 1]"
+    # Built from both ends in linear time: wrapping a growing string at every level is quadratic.
+    opening = ['{"k": ' if level % 2 else "[" for level in range(depth)]
+    closing = ["}" if level % 2 else ", 1]" for level in range(depth)]
+    expected = "".join(reversed(opening)) + '"\\u001b"' + "".join(closing)
     assert text == f'{{"data": {expected}}}'
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from aiocontainer.simulator import Simulator
+from tests.cli_inprocess import InProcessCli
 from tests.conftest import (
     CHANGE_LINE,
     EXIT_CODES,
@@ -19,6 +20,12 @@ from tests.conftest import (
     requests,
     without_rich,
 )
+
+
+@pytest.fixture
+def cli(sim: Simulator) -> InProcessCli:
+    """Runs ``main`` in this process; ``cli.process`` and ``cli.start`` run the real command."""
+    return InProcessCli(sim)
 
 
 def exit_codes_in(help_text: str) -> set[int]:
@@ -99,8 +106,8 @@ async def test_top_level_help_lists_the_commands(cli: Cli) -> None:
         assert re.search(rf"^\s+{command}\s+\S", result.out, re.MULTILINE), command
 
 
-async def test_no_command_prints_usage_and_exits_2(cli: Cli) -> None:
-    result = await cli.run()
+async def test_no_command_prints_usage_and_exits_2(cli: InProcessCli) -> None:
+    result = await cli.process.run()  # the real command, end to end
     assert result.code == 2
     assert "usage: aiocontainer" in result.err
     assert result.out == ""

@@ -5,7 +5,17 @@ from __future__ import annotations
 import re
 import signal
 
+import pytest
+
+from aiocontainer.simulator import Simulator
+from tests.cli_inprocess import InProcessCli
 from tests.conftest import SEED_ID, Cli, base_env, without_rich
+
+
+@pytest.fixture
+def cli(sim: Simulator) -> InProcessCli:
+    """Runs ``main`` in this process; ``cli.process`` and ``cli.start`` run the real command."""
+    return InProcessCli(sim)
 
 
 async def test_simulate_help_comes_from_the_simulator(cli: Cli) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from aiocontainer.simulator import Simulator
+from tests.cli_inprocess import InProcessCli
 from tests.conftest import (
     CHANGE_LINE,
     LINE_TIMEOUT,
@@ -28,6 +29,12 @@ from tests.conftest import (
     requests,
     start_into_head,
 )
+
+
+@pytest.fixture
+def cli(sim: Simulator) -> InProcessCli:
+    """Runs ``main`` in this process; ``cli.process`` and ``cli.start`` run the real command."""
+    return InProcessCli(sim)
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,13 @@ def run_checker(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache for the module: the second run re-checks only the user program, not the
+    package it imports (which is the same in both runs)."""
+    return tmp_path_factory.mktemp("mypy") / ".mypy_cache"
+
+
 @pytest.fixture
 def user_program(tmp_path: Path) -> Path:
     program = tmp_path / "user_program.py"
@@ -102,11 +109,10 @@ def user_program(tmp_path: Path) -> Path:
     return program
 
 
-def test_a_user_program_passes_mypy_strict(user_program: Path) -> None:
+def test_a_user_program_passes_mypy_strict(user_program: Path, mypy_cache: Path) -> None:
     mypy = venv_tool("mypy")
-    cache = user_program.parent / ".mypy_cache"
     done = run_checker(
-        [mypy, "--strict", "--cache-dir", str(cache), user_program.name], user_program.parent
+        [mypy, "--strict", "--cache-dir", str(mypy_cache), user_program.name], user_program.parent
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Success" in done.stdout
@@ -121,7 +127,7 @@ def test_a_user_program_passes_pyright(user_program: Path) -> None:
     assert report["summary"]["filesAnalyzed"] == 1
 
 
-def test_a_wrong_type_in_the_user_program_is_caught(user_program: Path) -> None:
+def test_a_wrong_type_in_the_user_program_is_caught(user_program: Path, mypy_cache: Path) -> None:
     """The check above can fail: an Any (the old ``last_detail``) would not satisfy assert_type."""
     mypy = venv_tool("mypy")
     broken = USER_PROGRAM.replace(
@@ -130,9 +136,8 @@ def test_a_wrong_type_in_the_user_program_is_caught(user_program: Path) -> None:
     )
     assert broken != USER_PROGRAM
     user_program.write_text(broken, encoding="utf-8")
-    cache = user_program.parent / ".mypy_cache"
     done = run_checker(
-        [mypy, "--strict", "--cache-dir", str(cache), user_program.name], user_program.parent
+        [mypy, "--strict", "--cache-dir", str(mypy_cache), user_program.name], user_program.parent
     )
     assert done.returncode == 1
     assert "assert_type" in done.stdout or "Expression is of type" in done.stdout

@@ -87,7 +87,7 @@ async def test_two_hundred_lifecycles_under_faults(sweep: str, rate: float) -> N
         schedules = [[t for _, t in sim.schedule(i)[1:]] for i in ids]
         async with client_for(sim, concurrency=32) as client:
             watcher = InstanceWatcher(
-                client, ids, interval=0.4, stop_when_all_terminal=True, sweep=sweep
+                client, ids, interval=0.25, stop_when_all_terminal=True, sweep=sweep
             )
             changes: dict[str, list[StatusChange]] = defaultdict(list)
             errors: list[Exception] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
@@ -26,6 +25,20 @@ def client_for(sim: Simulator) -> ContainerClient:
     )
 
 
+async def more_list_pages(sim: Simulator, pages: int) -> None:
+    """Wait until the simulator has answered ``pages`` more list requests than now.
+
+    Counting requests instead of sleeping makes sure the passes happened, however slow the
+    machine is at the moment.
+    """
+    start = sim.stats["endpoints"].get("list", 0)
+    await eventually(
+        lambda: sim.stats["endpoints"].get("list", 0) >= start + pages,
+        within=30,
+        what=f"{pages} more list pages",
+    )
+
+
 async def test_a_page_cap_below_the_page_size_still_sees_every_instance_once() -> None:
     async with (
         Simulator(
@@ -34,12 +47,13 @@ async def test_a_page_cap_below_the_page_size_still_sees_every_instance_once() -
         client_for(sim) as client,
     ):
         ids = list(sim.instance_ids)
-        watcher = InstanceWatcher(client, ids, interval=0.5, sweep="list")
+        watcher = InstanceWatcher(client, ids, interval=0.2, sweep="list")
         seen: list[StatusChange] = []
         watcher.on_change(seen.append)
         async with watcher:
             await eventually(lambda: len(seen) == 250, what="every instance")
-            await asyncio.sleep(1.2)  # two more passes: nothing moves, nothing is reported
+            # Two more passes of nine pages each: nothing moves, nothing is reported.
+            await more_list_pages(sim, 2 * 9)
         assert Counter(c.instance_id for c in seen) == Counter(ids)
         endpoints = sim.stats["endpoints"]
         assert endpoints.get("detail", 0) == 0, endpoints
@@ -54,7 +68,7 @@ async def test_watch_all_under_churn_reports_new_instances_once_drops_deleted_on
     ):
         first = set(sim.instance_ids)
         watcher = InstanceWatcher(
-            client, interval=0.3, watch_all=True, emit_initial=False, gone_after=1
+            client, interval=0.15, watch_all=True, emit_initial=False, gone_after=1
         )
         seen: list[StatusChange] = []
         gone: list[str] = []
@@ -69,7 +83,7 @@ async def test_watch_all_under_churn_reports_new_instances_once_drops_deleted_on
             await eventually(lambda: set(watcher.ids) == first, what="the first pass")
             assert seen == []
             sim.set_listing(churn=2)  # each page: two instances created, two deleted
-            await asyncio.sleep(1.5)
+            await more_list_pages(sim, 25)  # about five passes
             sim.set_listing(churn=0)
             now = set(sim.instance_ids)
             await eventually(lambda: set(watcher.ids) == now, within=10, what="the churn")
@@ -94,11 +108,12 @@ async def test_list_faults_at_thirty_percent_invent_nothing(caplog: Any) -> None
     ):
         sim.set_fault_rate(0.3)
         ids = list(sim.instance_ids)
-        watcher = InstanceWatcher(client, ids, interval=0.3, sweep="list")
+        watcher = InstanceWatcher(client, ids, interval=0.15, sweep="list")
         seen: list[StatusChange] = []
         watcher.on_change(seen.append)
         async with watcher:
             await eventually(lambda: len(seen) >= 150, within=15, what="every instance")
-            await asyncio.sleep(1.0)
+            # About three more passes of four pages, a faulted page asked again counted too.
+            await more_list_pages(sim, 18)
         assert Counter(c.instance_id for c in seen) == Counter(ids)
         assert sum(sim.stats["faults"].values()) > 10
