@@ -205,6 +205,9 @@ class World:
         self._generator = random.Random(seed)
         self._churn_rng = random.Random(f"{seed}:churn")
         self._instances: dict[str, _Instance] = {}
+        # The instances in the list endpoint's order, kept until one is added or deleted: a
+        # listing of a large account sorts once, not once per page.
+        self._listed: list[_Instance] | None = None
         # The history of every deleted instance, as it stood when it was deleted.
         self._deleted: dict[str, list[str]] = {}
         if include_seed and instances > 0:
@@ -231,6 +234,7 @@ class World:
             order=(str(data.get("createTime") or ""), instance_id),
         )
         self._instances[instance_id] = instance
+        self._listed = None
         return instance
 
     def _get(self, instance_id: str) -> _Instance:
@@ -314,6 +318,7 @@ class World:
         self._get(instance_id)  # a deleted or unknown id is refused, not deleted twice
         history = self.history(instance_id)
         del self._instances[instance_id]
+        self._listed = None
         self._deleted[instance_id] = history
 
     def deleted_ids(self) -> list[str]:
@@ -414,16 +419,23 @@ class World:
     def list_envelope(self, query: ListQuery, *, cap: int | None = None) -> bytes:
         """The list endpoint's success envelope: one page, at most ``cap`` entries long."""
         now = self.clock.now()
-        chosen = [
-            instance
-            for instance in self._instances.values()
-            if (query.status is None or instance.segment.status_at(now) == query.status)
-            and (query.task_type is None or instance.base.get("taskType") == query.task_type)
-            and (not query.names or instance.base.get("instanceServiceName") in query.names)
-        ]
-        chosen.sort(key=lambda i: i.order, reverse=query.descending)
+        if self._listed is None:
+            self._listed = sorted(self._instances.values(), key=lambda i: i.order)
+        chosen = self._listed
+        if query.status is not None or query.task_type is not None or query.names:
+            chosen = [
+                instance
+                for instance in chosen
+                if (query.status is None or instance.segment.status_at(now) == query.status)
+                and (query.task_type is None or instance.base.get("taskType") == query.task_type)
+                and (not query.names or instance.base.get("instanceServiceName") in query.names)
+            ]
         limit = query.limit if cap is None else min(query.limit, cap)
-        page = chosen[query.start : query.start + limit]
+        if query.descending:  # the same page of the reversed list, without reversing it all
+            end = max(len(chosen) - query.start, 0)
+            page = chosen[max(end - limit, 0) : end][::-1]
+        else:
+            page = chosen[query.start : query.start + limit]
         return _OK_PREFIX + b"[" + b",".join(self._render(i, now) for i in page) + b"]" + _OK_SUFFIX
 
 

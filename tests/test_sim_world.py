@@ -227,6 +227,16 @@ def test_list_pages_are_offsets_into_the_creation_order() -> None:
     assert pages == [by_created[0:5], by_created[5:10], by_created[10:], []]
 
 
+def test_every_page_in_either_order_is_a_slice_of_the_sorted_account() -> None:
+    world = make_world(instances=9, seed=3)
+    ordered = sorted(world.ids(), key=lambda i: (world.instance(i)["createTime"], i))
+    for start in range(12):
+        for limit in range(1, 11):
+            asc = list_ids(world, start=start, limit=limit, sort="asc")
+            assert asc == ordered[start : start + limit]
+            assert list_ids(world, start=start, limit=limit) == ordered[::-1][start : start + limit]
+
+
 @pytest.mark.parametrize(
     ("params", "code"),
     [
