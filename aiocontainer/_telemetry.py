@@ -2,7 +2,8 @@
 
 Rule 1: the OpenTelemetry API is imported here, once, when this module is imported, and only if
         it is installed (the ``otel`` extra). Without it nothing else is imported and every hook
-        is a shared no-op: a lookup costs one attribute read and a few empty method calls.
+        is a shared no-op: a lookup costs one attribute read and a few empty method calls. With
+        it, lookups take the same no-op until an application sets a tracer or meter provider.
 Rule 2: only the API is used: which SDK, exporter or sampler runs is the application's choice.
         Instruments are made once; the API's proxies pick up a provider set later.
 Rule 3: one span per lookup (``get_instance``, one list page), however many attempts it took.
