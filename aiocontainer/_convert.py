@@ -5,8 +5,10 @@ Rule 1: no coercion. ``"3"`` is not an int, ``"false"`` is not a bool, ``None`` 
 Rule 2: lossless. Unknown keys go to ``extra``; keys the server left out are remembered in
         ``_absent`` and left out again by ``unstructure``.
 Rule 3: the global cattrs converter is never touched.
-Rule 4: a bad document costs no more than a good one of its size. A list stops being checked after
-        ``MAX_ITEM_ERRORS`` bad items, and the message says how many items were left unchecked.
+Rule 4: a bad document costs no more than a good one of its size, twice at worst. A list stops being
+        checked after ``MAX_ITEM_ERRORS`` bad items, and the message says how many items were left
+        unchecked. (The worst case: a long list whose bad items come last is read by the builder up
+        to them, then again by the converter.)
 
 The converter knows no model by name: any attrs class with the ``extra`` and ``_absent`` fields
 gets its hook on first use, so ``models`` imports this module and not the other way round.
