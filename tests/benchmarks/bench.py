@@ -35,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1003,34 +1003,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parts = set(args.parts.split(","))
     results: dict[str, Any] = {"machine": machine(), "command": " ".join(["python", *sys.argv])}
-    if "simulator" in parts:
-        results["simulator"] = run_simulator(args)
-        print(f"simulator: {json.dumps(results['simulator'])}", flush=True)
-    needs_bulk = parts & {"bulk", "sequential", "decode"}
-    if needs_bulk:
-        results["bulk"] = run_bulk(args)
-        print(f"bulk: {json.dumps(results['bulk'])}", flush=True)
-    if "sequential" in parts:
-        results["sequential"] = run_sequential(args, results["bulk"])
-        print(f"sequential: {json.dumps(results['sequential'])}", flush=True)
-    if "decode" in parts:
-        results["decode"] = run_decode(args, results["bulk"])
-        print(f"decode: {json.dumps(results['decode'])}", flush=True)
-    if "watch" in parts:
-        results["watch"] = run_watch(args)
-        print(f"watch: {json.dumps(results['watch'])}", flush=True)
-    if "sweep" in parts:
-        results["sweep"] = run_sweep(args)
-        print(f"sweep: {json.dumps(results['sweep'])}", flush=True)
-    if "listing" in parts:
-        results["listing"] = run_listing(args)
-        print(f"listing: {json.dumps(results['listing'])}", flush=True)
-    if "memory" in parts:
-        results["memory"] = run_memory(args)
-        print(f"memory: {json.dumps(results['memory'])}", flush=True)
-    if "otel" in parts:
-        results["otel"] = run_otel(args)
-        print(f"otel: {json.dumps(results['otel'])}", flush=True)
+    # In this order; sequential and decode read the bulk run's figures, so bulk runs for them too.
+    runs: dict[str, Callable[[], Any]] = {
+        "simulator": lambda: run_simulator(args),
+        "bulk": lambda: run_bulk(args),
+        "sequential": lambda: run_sequential(args, results["bulk"]),
+        "decode": lambda: run_decode(args, results["bulk"]),
+        "watch": lambda: run_watch(args),
+        "sweep": lambda: run_sweep(args),
+        "listing": lambda: run_listing(args),
+        "memory": lambda: run_memory(args),
+        "otel": lambda: run_otel(args),
+    }
+    needs_bulk = bool(parts & {"bulk", "sequential", "decode"})
+    for name, run in runs.items():
+        if name in parts or (name == "bulk" and needs_bulk):
+            results[name] = run()
+            print(f"{name}: {json.dumps(results[name])}", flush=True)
     if "bulk" not in parts:
         results.pop("bulk", None)
     print()
