@@ -124,14 +124,8 @@ documents = st.builds(
 @settings(max_examples=600, deadline=None)
 @given(data=documents)
 def test_a_builder_returns_only_what_the_converter_returns(data: dict[str, Any]) -> None:
+    builder_agrees(data, InstanceDetail)
     expected = converter_result(data, InstanceDetail)
-    try:
-        built = convert.structure_fast(InstanceDetail)(decoded(data))
-    except convert._Doubt:
-        pass
-    else:
-        assert not isinstance(expected, Exception), f"the converter refuses it: {expected}"
-        same_model(built, expected)
     # Through the public entry, the outcome is the converter's either way: a model or its error.
     if isinstance(expected, Exception):
         with pytest.raises(ResponseError, match=r"^InstanceDetail does not match the API: "):
