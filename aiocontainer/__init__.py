@@ -9,7 +9,7 @@ Look up one instance, look up thousands at once, or watch them change status::
 import logging as _logging
 
 from aiocontainer._health import HealthReport, InstanceHealth, WatcherStats
-from aiocontainer._paging import ListPage
+from aiocontainer._paging import DetailCache, ListPage
 from aiocontainer._version import __version__
 from aiocontainer.auth import Credentials, Region, ScnetAuth
 from aiocontainer.client import ClientStats, ContainerClient, Result, TokenProvider
@@ -69,6 +69,7 @@ __all__ = [
     "ContainerClient",
     "Credentials",
     "CredentialsError",
+    "DetailCache",
     "FileCheckError",
     "FileTooLargeError",
     "HTTPStatusError",

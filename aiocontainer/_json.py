@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from itertools import accumulate
 from typing import Any, Final
 
-__all__ = ["MAX_DEPTH", "JSONError", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "JSONError", "dumps", "fingerprint", "loads"]
 
 #: Deepest nesting of arrays and objects accepted by :func:`loads` and :func:`dumps`.
 MAX_DEPTH: Final = 64
@@ -284,3 +284,18 @@ def dumps(obj: Any, *, indent: bool = False, use_orjson: bool | None = None) -> 
         raise JSONError("JSON string holds a lone surrogate") from None
     except (TypeError, ValueError) as exc:  # a type JSON cannot carry
         raise JSONError(f"cannot encode as JSON: {exc}") from None
+
+
+def fingerprint(value: Any) -> int | None:
+    """A 64-bit hash of ``value`` encoded by orjson, or None without orjson (or if it cannot).
+
+    For values :func:`loads` returned: equal encodings give equal hashes, and different ones
+    differ but by a 2**-64 chance (Python's keyed hash of the bytes). The standard library's
+    encoder is not used: it costs about what building a model from the value does.
+    """
+    if _orjson_dumps is None:
+        return None
+    try:
+        return hash(_orjson_dumps(value))
+    except TypeError:  # an int beyond 64 bits
+        return None

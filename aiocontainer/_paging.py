@@ -10,21 +10,27 @@ Rule 3: one listing never yields an id twice. Offsets shift when instances are c
 Rule 4: a server that keeps answering full pages of ids already seen (one that ignores
         ``start``) cannot keep a listing going forever: after ``MAX_STALE_PAGES`` such pages in a
         row the pager gives up with ``ResponseError``.
+Rule 5: a ``DetailCache`` hands back what was read before only for the same bytes: a page whose
+        body is the one last read at its offset, a detail whose entry re-encodes to the same
+        JSON (compared by hash). Anything else is read and checked as without a cache, so a
+        cache never lets a bad entry through.
 
 This module imports neither aiohttp nor asyncio.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Final
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
 
 import attrs
 
+from aiocontainer._convert import structure
+from aiocontainer._json import fingerprint
 from aiocontainer.errors import ListEntryError, ResponseError
 from aiocontainer.models import InstanceDetail
 
-__all__ = ["MAX_STALE_PAGES", "ListPage", "Pager", "walk"]
+__all__ = ["MAX_STALE_PAGES", "DetailCache", "ListPage", "Pager", "walk"]
 
 #: Non-empty pages in a row that bring no new id before a listing is abandoned.
 MAX_STALE_PAGES: Final = 3
@@ -44,6 +50,78 @@ class ListPage:
     count: int
     details: tuple[InstanceDetail, ...] = ()
     errors: tuple[ListEntryError, ...] = ()
+
+
+class DetailCache:
+    """What list pages were read into, kept for the next request that gets the same answer.
+
+    Give one cache to successive ``ContainerClient.list_page`` calls and nothing is parsed twice:
+
+    - a page whose body is byte for byte the one last read at its offset comes back as the
+      same ``ListPage``, without being parsed (a page with a bad entry is never kept);
+    - in any other page, an entry whose JSON is the same as when its id was last read comes
+      back as the detail built then (the very same object), without being checked again;
+      every other entry is built as without a cache and replaces what was kept for its id.
+
+    Bodies are compared by hash, entries by a hash of their JSON re-encoded by orjson (both
+    64-bit and keyed per process). Without orjson, re-encoding an entry costs about what
+    building it does, so only whole pages are kept.
+
+    ``retain`` forgets every detail but those of the ids given, and every page not asked for
+    since the last ``retain`` (the watcher calls it after each complete list pass, so deleted
+    instances and offsets past the end do not linger).
+    """
+
+    __slots__ = ("_asked", "_built", "_pages")
+
+    def __init__(self) -> None:
+        self._built: dict[str, tuple[int, InstanceDetail]] = {}
+        self._pages: dict[int, tuple[int, ListPage]] = {}
+        self._asked: set[int] = set()
+
+    def __len__(self) -> int:
+        """Details kept."""
+        return len(self._built)
+
+    def __repr__(self) -> str:
+        return f"DetailCache({len(self._built)} details, {len(self._pages)} pages)"
+
+    def page_at(self, start: int, body: bytes) -> ListPage | None:
+        """The page read before at offset ``start`` from the very same ``body``, or None."""
+        self._asked.add(start)
+        known = self._pages.get(start)
+        return known[1] if known is not None and known[0] == hash(body) else None
+
+    def keep_page(self, body: bytes, page: ListPage) -> None:
+        """Keep ``page``, read from ``body``, for its offset (not if an entry was bad)."""
+        if page.errors:
+            self._pages.pop(page.start, None)
+        else:
+            self._pages[page.start] = (hash(body), page)
+
+    def detail_of(self, entry: Mapping[str, Any], instance_id: str) -> InstanceDetail:
+        """The detail of one list entry whose id is ``instance_id``: kept, or built now.
+
+        Raises what building raises (``ResponseError``), and then keeps nothing for the id.
+        """
+        key = instance_id.lower()
+        mark = fingerprint(entry)
+        known = self._built.get(key)
+        if known is not None and known[0] == mark:
+            return known[1]
+        self._built.pop(key, None)
+        detail = structure(entry, InstanceDetail)
+        if mark is not None:
+            self._built[key] = (mark, detail)
+        return detail
+
+    def retain(self, ids: Iterable[str]) -> None:
+        """Forget the details of every id but ``ids`` (compared in lower case), and every page
+        not asked for since the last call."""
+        keep = {instance_id.lower() for instance_id in ids}
+        self._built = {key: known for key, known in self._built.items() if key in keep}
+        asked, self._asked = self._asked, set()
+        self._pages = {start: known for start, known in self._pages.items() if start in asked}
 
 
 class Pager:

@@ -22,7 +22,7 @@ from typing import Any, Final
 from aiocontainer import _json
 from aiocontainer._convert import structure
 from aiocontainer._options import require
-from aiocontainer._paging import ListPage
+from aiocontainer._paging import DetailCache, ListPage
 from aiocontainer._tokens import mentions, redact
 from aiocontainer.errors import (
     AiocontainerError,
@@ -411,13 +411,19 @@ def read_list_page(
     start: int,
     *,
     secret: str | None = None,
+    cache: DetailCache | None = None,
 ) -> ListPage:
     """The ``ListPage`` a list answer holds, or the one error the whole answer amounts to.
 
     ``data`` must be a list (a missing ``data`` is an empty page, as scnet-cli reads it). Each
     entry that is not an object with a valid id, or does not match the model, becomes a
-    ``ListEntryError`` on the page; the other entries are kept.
+    ``ListEntryError`` on the page; the other entries are kept. With a ``cache``, what it
+    read before from the same bytes (the whole page, or an entry) is taken from it.
     """
+    if cache is not None and status == 200:
+        known = cache.page_at(start, body)
+        if known is not None:
+            return known
     data = parse_envelope(status, body, secret=secret, headers=headers)
     if data is None:
         data = []
@@ -432,14 +438,17 @@ def read_list_page(
     errors: list[ListEntryError] = []
     for index, entry in enumerate(data):
         try:
-            details.append(_list_entry(entry, start, index, status, secret))
+            details.append(_list_entry(entry, start, index, status, secret, cache))
         except ListEntryError as exc:
             errors.append(exc)
-    return ListPage(start=start, count=len(data), details=tuple(details), errors=tuple(errors))
+    page = ListPage(start=start, count=len(data), details=tuple(details), errors=tuple(errors))
+    if cache is not None:
+        cache.keep_page(body, page)
+    return page
 
 
 def _list_entry(
-    entry: Any, start: int, index: int, status: int, secret: str | None
+    entry: Any, start: int, index: int, status: int, secret: str | None, cache: DetailCache | None
 ) -> InstanceDetail:
     where = f"list page at offset {start}, entry {index}"
     if type(entry) is not dict:
@@ -456,6 +465,8 @@ def _list_entry(
             f"{where}: $.id: {what}", page_start=start, index=index, http_status=status
         )
     try:
+        if cache is not None:
+            return cache.detail_of(entry, raw_id)
         return structure(entry, InstanceDetail)
     except ResponseError as exc:
         failure = ListEntryError(

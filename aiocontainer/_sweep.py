@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Final, Protocol
 
 from aiocontainer._diff import Snapshot
@@ -124,6 +125,11 @@ class SweepPass:
     def handled(self, instance_id: str) -> None:
         """Count ``instance_id`` as seen: its entry was bad and it is looked up already."""
         self._seen.add(instance_id.lower())
+
+    @property
+    def seen(self) -> AbstractSet[str]:
+        """The ids this pass listed (or handled), in lower case."""
+        return self._seen
 
     def saw(self, instance_id: str) -> bool:
         """Whether this pass listed ``instance_id``."""

@@ -10,7 +10,9 @@ Rule 3: a page that fails after the client's retries is reported and asked for a
         not see, those on that page included, is looked up by detail. An entry that does not
         parse is reported and its instance looked up by detail. A status the list showed is never
         lost: if the detail lookup that confirms it fails, the listed entry stands in for it.
-Rule 4: in ``auto`` mode each interval picks the cheaper way: a pass (its page count known from
+Rule 4: each pass hands the client one ``DetailCache``: an entry whose JSON has not changed since
+        the last pass is not parsed again (its detail is the one built then).
+Rule 5: in ``auto`` mode each interval picks the cheaper way: a pass (its page count known from
         the last one, or from one probe page) or one detail lookup per due id. The rotation
         polls by detail whenever no pass runs; waits always poll by detail.
 """
@@ -22,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, Protocol, cast
 
 from aiocontainer._delivery import log
+from aiocontainer._paging import DetailCache
 from aiocontainer._protocol import LIST_PATH
 from aiocontainer._schedule import SchedulePolicy
 from aiocontainer._sweep import (
@@ -47,8 +50,10 @@ PAGE_RETRIES: Final = 2
 class ListingClient(Protocol):
     """What the sweep needs of a client: ``ContainerClient.list_page`` fits."""
 
-    async def list_page(self, *, start: int, limit: int) -> ListedPage:
-        """One page of the list endpoint."""
+    async def list_page(
+        self, *, start: int, limit: int, cache: DetailCache | None = None
+    ) -> ListedPage:
+        """One page of the list endpoint (``cache``: details built from earlier pages)."""
         ...
 
 
@@ -77,6 +82,8 @@ class Sweeper:
         #: Passes completed or cut short since the watcher was made.
         self.passes = 0
         self._probed_for = 0
+        #: What the passes built, so that an entry unchanged since the last pass is not rebuilt.
+        self.cache = DetailCache()
 
     def ensure(self) -> None:
         """Start the passes unless they run."""
@@ -141,7 +148,7 @@ class Sweeper:
             start, limit = request
             self._tracker.health.counters.pages += 1
             try:
-                page = await self._client.list_page(start=start, limit=limit)
+                page = await self._client.list_page(start=start, limit=limit, cache=self.cache)
             except Exception as exc:
                 if not isinstance(exc, AiocontainerError):
                     log.error(
@@ -156,8 +163,7 @@ class Sweeper:
                     sweep.abandon()
                 continue  # the same page again at the next slot
             failures = 0
-            for detail in sweep.take(page):
-                self._tracker.listed(detail, initial=first)
+            self._tracker.listed(sweep.take(page), initial=first)
             for error in page.errors:
                 instance_id = getattr(error, "instance_id", None)
                 self._tracker.report_failure(instance_id, error)
@@ -167,6 +173,7 @@ class Sweeper:
         self.passes += 1
         if not sweep.cut_short:
             self.pages = sweep.pages
+            self.cache.retain(sweep.seen)  # what the list no longer shows is let go
         for instance_id in sweep.unseen(list(self._tracker.entries)):
             self._tracker.look_up(instance_id)
 

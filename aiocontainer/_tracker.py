@@ -207,39 +207,43 @@ class Tracker:
 
     # -- what a list sweep saw -----------------------------------------------------------------
 
-    def listed(self, detail: InstanceDetail, *, initial: bool) -> None:
-        """Take in an entry a list page showed (``initial``: during the first pass).
+    def listed(self, details: Iterable[InstanceDetail], *, initial: bool) -> None:
+        """Take in the entries a list page showed (``initial``: during the first pass).
 
         An unknown id is the first observation of an instance new to ``watch_all``, reported
         even without ``emit_initial`` once the first pass is over; a known status is an
         observation and nothing more; a different one is confirmed by a detail lookup.
         """
-        key = detail.id.lower()
-        entry = self.rotation.entries.get(key)
-        if entry is None:
-            if not self.watch_all:
-                return
-            self.add([key])
-            entry = self.rotation.entries[key]
-            if entry.state is None:
-                self._apply(entry, detail, emit_initial=self._emit_initial or not initial)
-                return
-        seen = classify(entry.state, detail)
-        if seen is Listed.FIRST:
-            self._apply(entry, detail)
-        elif seen is Listed.SAME and entry.state is not None:
-            entry.state = Snapshot(status=entry.state.status, seq=entry.state.seq, detail=detail)
-            after_success(entry, self._policy, terminal=detail.is_terminal)
-            at, terminal = self._now(), detail.is_terminal
-            self.health.observed(key, at=at, status=detail.status, terminal=terminal)
-            self._waits.observe(key, detail)
-        elif entry.poll is None:
-            entry.listed = detail  # the lookup launched below began after this page
-            self.look_up(key)
-        elif not isinstance(entry.listed, InstanceDetail) or entry.listed.status != detail.status:
-            # The poll in flight began before this page: what it shows is checked after it. A
-            # status listed again while its own lookup runs keeps the first listing.
-            entry.listed_later = detail
+        entries, at = self.rotation.entries, self._now()
+        for detail in details:
+            key = detail.id.lower()
+            entry = entries.get(key)
+            if entry is None:
+                if not self.watch_all:
+                    continue
+                self.add([key])
+                entry = entries[key]
+                if entry.state is None:
+                    self._apply(entry, detail, emit_initial=self._emit_initial or not initial)
+                    continue
+            seen = classify(entry.state, detail)
+            if seen is Listed.SAME and (known := entry.state) is not None:
+                if detail is not known.detail:  # the same object when the entry did not change
+                    entry.state = Snapshot(status=known.status, seq=known.seq, detail=detail)
+                after_success(entry, self._policy, terminal=detail.is_terminal)
+                self.health.observed(key, at=at, status=detail.status, terminal=detail.is_terminal)
+                self._waits.observe(key, detail)
+            elif seen is Listed.FIRST:
+                self._apply(entry, detail)
+            elif entry.poll is None:
+                entry.listed = detail  # the lookup launched below began after this page
+                self.look_up(key)
+            elif (
+                not isinstance(entry.listed, InstanceDetail) or entry.listed.status != detail.status
+            ):
+                # The poll in flight began before this page: what it shows is checked after it. A
+                # status listed again while its own lookup runs keeps the first listing.
+                entry.listed_later = detail
 
     def look_up(self, instance_id: str) -> None:
         """Poll one id by detail now, unless a poll of it is in flight (or it is not watched)."""

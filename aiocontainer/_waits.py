@@ -191,6 +191,8 @@ class WaitRegistry:
 
     def observe(self, instance_id: str, detail: InstanceDetail) -> None:
         """Show a new detail to every wait on its id."""
+        if instance_id not in self._by_id:
+            return  # most ids have no wait: the common case costs one lookup
         for waiter in self.of(instance_id):
             waiter.observe(detail)
 

@@ -33,7 +33,7 @@ import backoff
 
 from aiocontainer._bulk import Result, as_completed, lookup_all, sort_ids
 from aiocontainer._options import require
-from aiocontainer._paging import ListPage, Pager, walk
+from aiocontainer._paging import DetailCache, ListPage, Pager, walk
 from aiocontainer._protocol import (
     DETAIL_PATH,
     LIST_PATH,
@@ -89,6 +89,15 @@ _Outcome: TypeAlias = tuple[InstanceDetail | None, AiocontainerError | None] | _
 #: Turns one answer (status, headers, body, the token to blank out) into a result, or raises
 #: the one error it amounts to.
 _Reader: TypeAlias = Callable[[int, Mapping[str, str], bytes, str], _T]
+_Filters: TypeAlias = tuple[tuple[str, str], ...]
+_Cache: TypeAlias = DetailCache | None
+
+
+def _list_reader(start: int, cache: _Cache) -> _Reader[ListPage]:
+    """Reads the answer to a list request for the page at ``start``."""
+    return lambda status, headers, raw, secret: read_list_page(
+        status, headers, raw, start, secret=secret, cache=cache
+    )
 
 
 class ContainerClient:
@@ -356,24 +365,24 @@ class ContainerClient:
         status: str | None = None,
         task_type: str | None = None,
         names: Iterable[str] | None = None,
+        cache: DetailCache | None = None,
     ) -> ListPage:
         """One page of the list endpoint: ``limit`` entries (or fewer) from offset ``start``.
 
         One request, with the retries, token handling and redaction of a detail lookup. An
         entry that does not parse is a ``ListEntryError`` in ``errors``; the others are in
-        ``details``. Bad option values raise ``ValueError`` before anything is sent.
+        ``details``. Bad option values raise ``ValueError`` before anything is sent. With a
+        ``cache`` kept across calls, an entry whose JSON has not changed is not built again.
         """
         self._ensure_open()
-        return await self._page(start, limit, list_filters(status, task_type, names))
+        return await self._page(start, limit, list_filters(status, task_type, names), cache)
 
-    async def _page(self, start: int, limit: int, filters: tuple[tuple[str, str], ...]) -> ListPage:
+    async def _page(self, start: int, limit: int, filters: _Filters, cache: _Cache) -> ListPage:
         params, body = list_request(start, limit, filters)
         return await self._fetch(
             LIST_PATH,
             params,
-            lambda status, headers, raw, secret: read_list_page(
-                status, headers, raw, start, secret=secret
-            ),
+            _list_reader(start, cache),
             instance_id=None,
             label=f"list page at offset {start}",
             body=body,
@@ -397,7 +406,7 @@ class ContainerClient:
         """
         self._ensure_open()
         filters = list_filters(status, task_type, names)
-        return walk(Pager(page_size), lambda start, limit: self._page(start, limit, filters))
+        return walk(Pager(page_size), lambda start, limit: self._page(start, limit, filters, None))
 
     # -- bulk lookups --------------------------------------------------------------------------
 

@@ -164,10 +164,10 @@ class PacedProbe:
         self._seen(instance_id, asked_at)
         return detail
 
-    async def list_page(self, *, start: int, limit: int) -> Any:
+    async def list_page(self, *, start: int, limit: int, cache: Any = None) -> Any:
         """A list page: every instance on it counts as seen at the moment it was asked for."""
         asked_at = self.sim.sim_time
-        page = await self.client.list_page(start=start, limit=limit)  # type: ignore[attr-defined]
+        page = await self.client.list_page(start=start, limit=limit, cache=cache)  # type: ignore[attr-defined]
         for detail in page.details:
             self._seen(detail.id, asked_at)
         return page

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from aiocontainer import _paging
 from aiocontainer.client import ContainerClient
 from aiocontainer.errors import InstanceGoneError
 from aiocontainer.models import StatusChange
@@ -117,3 +118,39 @@ async def test_list_faults_at_thirty_percent_invent_nothing(caplog: Any) -> None
             await more_list_pages(sim, 18)
         assert Counter(c.instance_id for c in seen) == Counter(ids)
         assert sum(sim.stats["faults"].values()) > 10
+
+
+async def test_passes_over_an_unchanged_account_build_nothing_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pages read again byte for byte are not parsed; a changed instance is still reported."""
+    built: list[str] = []
+    structure = _paging.structure
+
+    def counting(data: Any, cls: Any) -> Any:
+        built.append(data["id"])
+        return structure(data, cls)
+
+    monkeypatch.setattr(_paging, "structure", counting)
+    async with (
+        Simulator(
+            instances=90, seed=4, frozen=True, include_seed_instance=False, page_cap=40
+        ) as sim,
+        client_for(sim) as client,
+    ):
+        ids = list(sim.instance_ids)
+        watcher = InstanceWatcher(client, ids, interval=0.15, sweep="list")
+        seen: list[StatusChange] = []
+        watcher.on_change(seen.append)
+        async with watcher:
+            await eventually(lambda: len(seen) == 90, what="every instance")
+            await more_list_pages(sim, 3 * 3)  # three more passes of three pages
+            assert sorted(built) == sorted(ids)  # each entry built once, in the first pass
+            changed = ids[50]
+            sim.set_status(changed, "Failed")
+            await eventually(lambda: len(seen) == 91, what="the change")
+            await more_list_pages(sim, 2 * 3)
+        assert (seen[-1].instance_id, seen[-1].current) == (changed, "Failed")
+        assert seen[-1].detail.status == "Failed"
+        # Only the changed entry was built again (its page was read anew, the others kept).
+        assert Counter(built) == Counter(ids) + Counter([changed])

@@ -186,7 +186,7 @@ class FakeListClient(FakeClient):
         detail = await super().get_instance(instance_id)
         return attrs.evolve(detail, version="detail")
 
-    async def list_page(self, *, start: int, limit: int) -> FakePage:
+    async def list_page(self, *, start: int, limit: int, cache: object = None) -> FakePage:
         self.list_calls.append((self.time.now, start, limit))
         bad = None
         if self.list_script:

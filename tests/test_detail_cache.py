@@ -1,0 +1,158 @@
+"""The list reader's cache: what it hands back and what it never hides, without sockets."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from aiocontainer import _paging
+from aiocontainer._paging import DetailCache, ListPage
+from aiocontainer._protocol import read_list_page
+from aiocontainer.errors import ListEntryError
+from tests.conftest import seed_envelope
+
+pytestmark = pytest.mark.skipif(
+    _paging.fingerprint({}) is None, reason="entries are fingerprinted only with orjson"
+)
+
+
+def entry(instance_id: str, **fields: Any) -> dict[str, Any]:
+    return {**seed_envelope()["data"], "id": instance_id, **fields}
+
+
+def body(entries: list[Any]) -> bytes:
+    return json.dumps({"code": "0", "msg": "success", "data": entries}).encode()
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids the cache builds a detail for (instead of handing back a kept one)."""
+    built: list[str] = []
+    structure = _paging.structure
+
+    def counting(data: Any, cls: Any) -> Any:
+        built.append(data.get("id"))
+        return structure(data, cls)
+
+    monkeypatch.setattr(_paging, "structure", counting)
+    return built
+
+
+def read(raw: bytes, start: int, cache: DetailCache | None) -> ListPage:
+    return read_list_page(200, {}, raw, start, secret="tok-secret-1234", cache=cache)
+
+
+def test_the_same_body_at_the_same_offset_is_the_same_page_unparsed(builds: list[str]) -> None:
+    cache = DetailCache()
+    raw = body([entry("a"), entry("b")])
+    first = read(raw, 0, cache)
+    assert builds == ["a", "b"]
+    again = read(bytes(raw), 0, cache)  # an equal body, not the same object
+    assert again is first and builds == ["a", "b"]
+    # The same bytes at another offset are another page; its entries are the kept details.
+    moved = read(raw, 100, cache)
+    assert moved is not first and moved.start == 100
+    assert [d is e for d, e in zip(moved.details, first.details, strict=True)] == [True, True]
+    assert builds == ["a", "b"]
+
+
+def test_an_entry_that_changed_is_built_again_the_others_are_kept(builds: list[str]) -> None:
+    cache = DetailCache()
+    first = read(body([entry("a"), entry("b", cpuNumber=4)]), 0, cache)
+    second = read(body([entry("a"), entry("b", cpuNumber=8)]), 0, cache)
+    assert builds == ["a", "b", "b"]
+    assert second.details[0] is first.details[0]
+    assert (first.details[1].cpu_number, second.details[1].cpu_number) == (4, 8)
+    assert second.details == read(body([entry("a"), entry("b", cpuNumber=8)]), 0, None).details
+
+
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [(4, True), (4, 4.0), (4, "4"), (None, 0)],
+    ids=["bool-for-int", "float-for-int", "string-for-int", "zero-for-null"],
+)
+def test_a_value_equal_in_python_but_not_in_json_is_checked_again(
+    builds: list[str], good: Any, bad: Any
+) -> None:
+    """``True == 1`` and ``4.0 == 4`` in Python: a cache comparing values would let them by."""
+    cache = DetailCache()
+    read(body([entry("a", cpuNumber=good)]), 0, cache)
+    page = read(body([entry("a", cpuNumber=bad)]), 0, cache)
+    uncached = read(body([entry("a", cpuNumber=bad)]), 0, None)
+    assert builds == ["a", "a"]
+    assert [str(e) for e in page.errors] == [str(e) for e in uncached.errors]
+    assert page.details == uncached.details
+
+
+def test_a_bad_entry_is_reported_every_time_and_its_page_is_not_kept(builds: list[str]) -> None:
+    cache = DetailCache()
+    read(body([entry("a"), entry("b")]), 0, cache)
+    raw = body([entry("a"), entry("b", cpuNumber="4")])
+    for _ in range(2):
+        page = read(raw, 0, cache)
+        assert [d.id for d in page.details] == ["a"]
+        (error,) = page.errors
+        assert isinstance(error, ListEntryError) and "$.cpuNumber" in str(error)
+        assert "tok-secret-1234" not in repr(cache)
+    assert builds == ["a", "b", "b", "b"]  # the bad entry is built (and refused) each time
+    # What the cache held for "b" went with the bad entry: its old JSON is built again.
+    read(body([entry("a"), entry("b")]), 0, cache)
+    assert builds == ["a", "b", "b", "b", "b"]
+
+
+def test_retain_forgets_other_ids_and_pages_not_asked_for(builds: list[str]) -> None:
+    cache = DetailCache()
+    page_0, page_1 = body([entry("a"), entry("B")]), body([entry("c")])
+    read(page_0, 0, cache)
+    read(page_1, 2, cache)
+    assert len(cache) == 3
+    cache.retain(["A", "b"])  # compared in lower case
+    assert len(cache) == 2
+    assert repr(cache) == "DetailCache(2 details, 2 pages)"
+    read(page_0, 0, cache)  # asked for: kept whole
+    cache.retain(["a", "b"])
+    assert repr(cache) == "DetailCache(2 details, 1 pages)"
+    assert read(page_0, 0, cache).details[0].id == "a"
+    read(page_1, 2, cache)  # neither the page nor "c" was kept: built again
+    assert builds == ["a", "B", "c", "c"]
+
+
+def test_without_orjson_only_whole_pages_are_kept(
+    builds: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_paging, "fingerprint", lambda value: None)
+    cache = DetailCache()
+    raw = body([entry("a")])
+    first = read(raw, 0, cache)
+    assert read(raw, 0, cache) is first
+    read(raw, 100, cache)
+    assert builds == ["a", "a"] and len(cache) == 0
+
+
+def test_reading_through_the_cache_gives_what_reading_without_it_gives() -> None:
+    """Random edits of a page, read in turn with and without one cache: equal every time."""
+    rng = random.Random(20261127)
+    fields: list[tuple[str, list[Any]]] = [
+        ("status", ["Running", "Completed", "Failed", 3, None]),
+        ("cpuNumber", [1, 2, 2.0, True, "2", -1]),
+        ("startTime", ["2024-01-01 00:00:00", "2024-01-01 00:00:01", "2024-13-01 00:00:00"]),
+        ("duration", ["1m", "2m", None, []]),
+        ("extraKey", [1, "x", [1, 2], {"k": None}]),
+    ]
+    page = [entry(f"id-{n}") for n in range(8)]
+    cache = DetailCache()
+    for _ in range(300):
+        target = rng.choice(page)
+        name, values = rng.choice(fields)
+        target[name] = rng.choice(values)
+        if rng.random() < 0.1:
+            target.pop(name, None)
+        start = rng.choice([0, 0, 0, 8])
+        raw = body(page)
+        cached, plain = read(raw, start, cache), read(raw, start, None)
+        assert cached.details == plain.details
+        assert (cached.start, cached.count) == (plain.start, plain.count)
+        assert [str(e) for e in cached.errors] == [str(e) for e in plain.errors]
