@@ -55,10 +55,12 @@ class ListPage:
 class DetailCache:
     """What list pages were read into, kept for the next request that gets the same answer.
 
-    Give one cache to successive ``ContainerClient.list_page`` calls and nothing is parsed twice:
+    Give one cache to successive ``ContainerClient.list_page`` (or ``get_instance``) calls and
+    nothing is parsed twice:
 
     - a page whose body is byte for byte the one last read at its offset comes back as the
-      same ``ListPage``, without being parsed (a page with a bad entry is never kept);
+      same ``ListPage``, without being parsed (a page with a bad entry is never kept); so does
+      the detail of an answer to ``get_instance`` that is the one last read for its id;
     - in any other page, an entry whose JSON is the same as when its id was last read comes
       back as the detail built then (the very same object), without being checked again;
       every other entry is built as without a cache and replaces what was kept for its id.
@@ -72,10 +74,11 @@ class DetailCache:
     instances and offsets past the end do not linger).
     """
 
-    __slots__ = ("_asked", "_built", "_pages")
+    __slots__ = ("_answers", "_asked", "_built", "_pages")
 
     def __init__(self) -> None:
         self._built: dict[str, tuple[int, InstanceDetail]] = {}
+        self._answers: dict[str, tuple[int, InstanceDetail]] = {}
         self._pages: dict[int, tuple[int, ListPage]] = {}
         self._asked: set[int] = set()
 
@@ -84,7 +87,8 @@ class DetailCache:
         return len(self._built)
 
     def __repr__(self) -> str:
-        return f"DetailCache({len(self._built)} details, {len(self._pages)} pages)"
+        kept = f"{len(self._built)} details, {len(self._answers)} answers, {len(self._pages)} pages"
+        return f"DetailCache({kept})"
 
     def page_at(self, start: int, body: bytes) -> ListPage | None:
         """The page read before at offset ``start`` from the very same ``body``, or None."""
@@ -98,6 +102,15 @@ class DetailCache:
             self._pages.pop(page.start, None)
         else:
             self._pages[page.start] = (hash(body), page)
+
+    def answer_for(self, instance_id: str, body: bytes) -> InstanceDetail | None:
+        """The detail read before for ``instance_id`` from the very same detail ``body``."""
+        known = self._answers.get(instance_id.lower())
+        return known[1] if known is not None and known[0] == hash(body) else None
+
+    def keep_answer(self, instance_id: str, body: bytes, detail: InstanceDetail) -> None:
+        """Keep ``detail``, read from the detail answer ``body``, for ``instance_id``."""
+        self._answers[instance_id.lower()] = (hash(body), detail)
 
     def detail_of(self, entry: Mapping[str, Any], instance_id: str) -> InstanceDetail:
         """The detail of one list entry whose id is ``instance_id``: kept, or built now.
@@ -115,11 +128,18 @@ class DetailCache:
             self._built[key] = (mark, detail)
         return detail
 
+    def forget(self, instance_id: str) -> None:
+        """Forget the detail and the answer kept for one id."""
+        key = instance_id.lower()
+        self._built.pop(key, None)
+        self._answers.pop(key, None)
+
     def retain(self, ids: Iterable[str]) -> None:
-        """Forget the details of every id but ``ids`` (compared in lower case), and every page
-        not asked for since the last call."""
+        """Forget the details and answers of every id but ``ids`` (compared in lower case), and
+        every page not asked for since the last call."""
         keep = {instance_id.lower() for instance_id in ids}
         self._built = {key: known for key, known in self._built.items() if key in keep}
+        self._answers = {key: known for key, known in self._answers.items() if key in keep}
         asked, self._asked = self._asked, set()
         self._pages = {start: known for start, known in self._pages.items() if start in asked}
 

@@ -278,14 +278,19 @@ def read_detail(
     asked_id: str,
     *,
     secret: str | None = None,
+    cache: DetailCache | None = None,
 ) -> InstanceDetail:
     """The ``InstanceDetail`` a detail answer describes, or the one error it amounts to.
 
     ``asked_id`` is the id that was asked for (already validated). An answer about another
     instance is a ``ResponseError``: ids are hex and may be typed in either case, so only a
     case-insensitive match is accepted, and any other mismatch would file one instance's status
-    under another's id.
+    under another's id. With a ``cache``, the body last read for ``asked_id`` is not read again.
     """
+    if cache is not None and status == 200:
+        known = cache.answer_for(asked_id, body)
+        if known is not None:
+            return known
     data = parse_detail_response(status, body, instance_id=asked_id, secret=secret, headers=headers)
     detail = model_from(data, status, headers, asked_id, secret)
     if detail.id != asked_id and detail.id.lower() != asked_id.lower():
@@ -295,6 +300,8 @@ def read_detail(
             instance_id=asked_id,
             retry_after=retry_after_seconds(headers),
         )
+    if cache is not None:
+        cache.keep_answer(asked_id, body, detail)
     return detail
 
 

@@ -82,8 +82,8 @@ class Sweeper:
         #: Passes completed or cut short since the watcher was made.
         self.passes = 0
         self._probed_for = 0
-        #: What the passes built, so that an entry unchanged since the last pass is not rebuilt.
-        self.cache = DetailCache()
+        #: The tracker's: an entry or page unchanged since the last pass is not read again.
+        self.cache = tracker.cache
 
     def ensure(self) -> None:
         """Start the passes unless they run."""

@@ -16,16 +16,19 @@ Rule 5: an instance is keyed by its id in lower case (platform ids are lower-cas
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from aiocontainer._checkpoint import CheckpointFile, write_states
 from aiocontainer._delivery import Delivery, log
 from aiocontainer._diff import Snapshot, advance, skipped_between
 from aiocontainer._health import HealthMonitor
 from aiocontainer._lifecycle import Lifecycle, Phase
+from aiocontainer._paging import DetailCache
 from aiocontainer._rotation import Rotation
 from aiocontainer._schedule import Entry, SchedulePolicy, after_failure, after_success
 from aiocontainer._sweep import Listed, classify
@@ -69,6 +72,20 @@ def _refusal(instance_id: str, detail: InstanceDetail) -> ResponseError | None:
 def _between(known: Snapshot | None, listed: InstanceDetail, detail: InstanceDetail) -> bool:
     """Whether the listed status lies on the usual path between the known one and ``detail``'s."""
     return known is not None and listed.status in skipped_between(known.status, detail.status)
+
+
+def _lookup_with(
+    client: PollingClient, cache: DetailCache
+) -> Callable[[str], Awaitable[InstanceDetail]]:
+    """``client.get_instance``, given ``cache`` when it takes one (``ContainerClient`` does)."""
+    get = client.get_instance
+    try:
+        takes = "cache" in inspect.signature(get).parameters
+    except (TypeError, ValueError):  # no signature to read: call it as the protocol says
+        takes = False
+    if not takes:
+        return get
+    return functools.partial(cast(Callable[..., Awaitable[InstanceDetail]], get), cache=cache)
 
 
 class Passes(Protocol):
@@ -119,6 +136,9 @@ class Tracker:
         self._on_settled = on_settled
         self.health = health
         self._saving: asyncio.Task[None] | None = None
+        #: What polls and list passes read: an answer or page that did not change is not read again.
+        self.cache = DetailCache()
+        self._get = _lookup_with(client, self.cache)
         #: Ids not yet seen terminal; when it empties, every watched id is terminal.
         self.unsettled: set[str] = set()
         self._sweeping = False
@@ -184,6 +204,7 @@ class Tracker:
 
     def _forget(self, entry: Entry) -> None:
         self.rotation.discard(entry)
+        self.cache.forget(entry.instance_id)
         self.unsettled.discard(entry.instance_id)
         self.health.forgotten(entry.instance_id)
         if self.checkpoint is not None:
@@ -258,7 +279,7 @@ class Tracker:
         self.health.polled(instance_id)
         try:
             async with self._slots:
-                return await self._client.get_instance(instance_id)
+                return await self._get(instance_id)
         except AiocontainerError as exc:
             return exc
         except Exception as exc:

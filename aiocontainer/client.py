@@ -234,17 +234,17 @@ class ContainerClient:
 
     # -- single lookups ------------------------------------------------------------------------
 
-    async def get_instance(self, instance_id: str) -> InstanceDetail:
-        """Return the detail of one instance; ``InvalidInstanceIdError`` before any I/O."""
-        self._ensure_open()
-        return await self._get_valid(validate_instance_id(instance_id))
+    async def get_instance(self, instance_id: str, *, cache: _Cache = None) -> InstanceDetail:
+        """Return the detail of one instance; ``InvalidInstanceIdError`` before any I/O.
 
-    async def _get_valid(self, instance_id: str) -> InstanceDetail:
-        """``get_instance`` for an id already validated: join a lookup in flight or lead one.
-
-        Leading is inline, not a call of its own: every frame between the caller and the
-        socket is crossed again each time the request resumes.
+        With a ``DetailCache``, an answer the same as the last one for the id is not read again.
         """
+        self._ensure_open()
+        return await self._get_valid(validate_instance_id(instance_id), cache)
+
+    async def _get_valid(self, instance_id: str, cache: _Cache = None) -> InstanceDetail:
+        """``get_instance`` for a valid id: join a lookup in flight or lead one (inline, not a
+        call: every frame between caller and socket is crossed again at each resume)."""
         while (joined := self._inflight.get(instance_id)) is not None:
             outcome = await asyncio.shield(joined)
             if isinstance(outcome, _Cancelled):
@@ -262,7 +262,7 @@ class ContainerClient:
                 DETAIL_PATH.format(id=instance_id),
                 None,
                 lambda status, headers, body, secret: read_detail(
-                    status, headers, body, instance_id, secret=secret
+                    status, headers, body, instance_id, secret=secret, cache=cache
                 ),
                 instance_id=instance_id,
                 label=f"instance {instance_id}",

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from aiocontainer import _paging
+from aiocontainer import _paging, _protocol
 from aiocontainer._paging import DetailCache, ListPage
-from aiocontainer._protocol import read_list_page
-from aiocontainer.errors import ListEntryError
+from aiocontainer._protocol import read_detail, read_list_page
+from aiocontainer._tracker import _lookup_with
+from aiocontainer.errors import AiocontainerError, ListEntryError, ResponseError
 from tests.conftest import seed_envelope
 
 pytestmark = pytest.mark.skipif(
@@ -111,10 +112,10 @@ def test_retain_forgets_other_ids_and_pages_not_asked_for(builds: list[str]) -> 
     assert len(cache) == 3
     cache.retain(["A", "b"])  # compared in lower case
     assert len(cache) == 2
-    assert repr(cache) == "DetailCache(2 details, 2 pages)"
+    assert repr(cache) == "DetailCache(2 details, 0 answers, 2 pages)"
     read(page_0, 0, cache)  # asked for: kept whole
     cache.retain(["a", "b"])
-    assert repr(cache) == "DetailCache(2 details, 1 pages)"
+    assert repr(cache) == "DetailCache(2 details, 0 answers, 1 pages)"
     assert read(page_0, 0, cache).details[0].id == "a"
     read(page_1, 2, cache)  # neither the page nor "c" was kept: built again
     assert builds == ["a", "B", "c", "c"]
@@ -156,3 +157,77 @@ def test_reading_through_the_cache_gives_what_reading_without_it_gives() -> None
         assert cached.details == plain.details
         assert (cached.start, cached.count) == (plain.start, plain.count)
         assert [str(e) for e in cached.errors] == [str(e) for e in plain.errors]
+
+
+# -- detail answers ------------------------------------------------------------------------------
+
+
+def detail_body(data: Any, code: str = "0") -> bytes:
+    return json.dumps({"code": code, "msg": "success", "data": data}).encode()
+
+
+@pytest.fixture
+def detail_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids a detail answer is built for (instead of handing back a kept one)."""
+    built: list[str] = []
+    structure = _protocol.structure
+
+    def counting(data: Any, cls: Any) -> Any:
+        built.append(data.get("id"))
+        return structure(data, cls)
+
+    monkeypatch.setattr(_protocol, "structure", counting)
+    return built
+
+
+def test_the_same_answer_for_the_same_id_is_the_same_detail(detail_builds: list[str]) -> None:
+    cache = DetailCache()
+    raw = detail_body(entry("a"))
+    first = read_detail(200, {}, raw, "a", cache=cache)
+    assert read_detail(200, {}, bytes(raw), "A", cache=cache) is first  # ids in any case
+    assert detail_builds == ["a"]
+    changed = read_detail(200, {}, detail_body(entry("a", cpuNumber=9)), "a", cache=cache)
+    assert changed.cpu_number == 9 and detail_builds == ["a", "a"]
+    # Another id with the same bytes is read (and refused: the answer names another instance).
+    with pytest.raises(ResponseError, match="asked for instance b"):
+        read_detail(200, {}, raw, "b", cache=cache)
+    assert repr(cache) == "DetailCache(0 details, 1 answers, 0 pages)"
+    cache.forget("A")
+    read_detail(200, {}, detail_body(entry("a", cpuNumber=9)), "a", cache=cache)
+    assert detail_builds == ["a", "a", "a", "a"]  # "b" read the body again; "a" too, forgotten
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        detail_body(entry("a", cpuNumber="4")),
+        detail_body(None, code="10008"),
+        b'{"code": "0", "data": {"id": "a"',
+    ],
+    ids=["bad-field", "api-error", "truncated"],
+)
+def test_a_bad_answer_is_an_error_every_time_and_nothing_is_kept(raw: bytes) -> None:
+    cache = DetailCache()
+    read_detail(200, {}, detail_body(entry("a")), "a", cache=cache)
+    for _ in range(2):
+        with pytest.raises(AiocontainerError):
+            read_detail(200, {}, raw, "a", cache=cache)
+    # The good answer is still the one kept: a bad one in between replaced nothing.
+    assert repr(cache) == "DetailCache(0 details, 1 answers, 0 pages)"
+
+
+async def test_the_watcher_gives_its_cache_only_to_a_client_that_takes_one() -> None:
+    asked: list[tuple[str, Any]] = []
+
+    class Taking:
+        async def get_instance(self, instance_id: str, *, cache: Any = None) -> Any:
+            asked.append((instance_id, cache))
+
+    class Plain:
+        async def get_instance(self, instance_id: str) -> Any:
+            asked.append((instance_id, "no cache"))
+
+    cache = DetailCache()
+    await _lookup_with(Taking(), cache)("a")
+    await _lookup_with(Plain(), cache)("b")
+    assert asked == [("a", cache), ("b", "no cache")]
