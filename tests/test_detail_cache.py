@@ -9,14 +9,15 @@ from typing import Any
 import pytest
 
 from aiocontainer import _paging, _protocol
+from aiocontainer._json import fingerprint
 from aiocontainer._paging import DetailCache, ListPage
 from aiocontainer._protocol import read_detail, read_list_page
 from aiocontainer._tracker import _lookup_with
 from aiocontainer.errors import AiocontainerError, ListEntryError, ResponseError
 from tests.conftest import seed_envelope
 
-pytestmark = pytest.mark.skipif(
-    _paging.fingerprint({}) is None, reason="entries are fingerprinted only with orjson"
+needs_orjson = pytest.mark.skipif(
+    fingerprint({}) is None, reason="entries are fingerprinted only with orjson"
 )
 
 
@@ -28,24 +29,30 @@ def body(entries: list[Any]) -> bytes:
     return json.dumps({"code": "0", "msg": "success", "data": entries}).encode()
 
 
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ids the cache builds a detail for (instead of handing back a kept one)."""
+def counting_builds(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[str]:
+    """The ids ``module`` builds a detail for from now on (instead of handing back a kept one)."""
     built: list[str] = []
-    structure = _paging.structure
+    structure = module.structure
 
     def counting(data: Any, cls: Any) -> Any:
         built.append(data.get("id"))
         return structure(data, cls)
 
-    monkeypatch.setattr(_paging, "structure", counting)
+    monkeypatch.setattr(module, "structure", counting)
     return built
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The list entries built."""
+    return counting_builds(monkeypatch, _paging)
 
 
 def read(raw: bytes, start: int, cache: DetailCache | None) -> ListPage:
     return read_list_page(200, {}, raw, start, secret="tok-secret-1234", cache=cache)
 
 
+@needs_orjson
 def test_the_same_body_at_the_same_offset_is_the_same_page_unparsed(builds: list[str]) -> None:
     cache = DetailCache()
     raw = body([entry("a"), entry("b")])
@@ -60,6 +67,7 @@ def test_the_same_body_at_the_same_offset_is_the_same_page_unparsed(builds: list
     assert builds == ["a", "b"]
 
 
+@needs_orjson
 def test_an_entry_that_changed_is_built_again_the_others_are_kept(builds: list[str]) -> None:
     cache = DetailCache()
     first = read(body([entry("a"), entry("b", cpuNumber=4)]), 0, cache)
@@ -70,6 +78,7 @@ def test_an_entry_that_changed_is_built_again_the_others_are_kept(builds: list[s
     assert second.details == read(body([entry("a"), entry("b", cpuNumber=8)]), 0, None).details
 
 
+@needs_orjson
 @pytest.mark.parametrize(
     ("good", "bad"),
     [(4, True), (4, 4.0), (4, "4"), (None, 0)],
@@ -88,6 +97,7 @@ def test_a_value_equal_in_python_but_not_in_json_is_checked_again(
     assert page.details == uncached.details
 
 
+@needs_orjson
 def test_a_bad_entry_is_reported_every_time_and_its_page_is_not_kept(builds: list[str]) -> None:
     cache = DetailCache()
     read(body([entry("a"), entry("b")]), 0, cache)
@@ -104,6 +114,7 @@ def test_a_bad_entry_is_reported_every_time_and_its_page_is_not_kept(builds: lis
     assert builds == ["a", "b", "b", "b", "b"]
 
 
+@needs_orjson
 def test_retain_forgets_other_ids_and_pages_not_asked_for(builds: list[str]) -> None:
     cache = DetailCache()
     page_0, page_1 = body([entry("a"), entry("B")]), body([entry("c")])
@@ -168,16 +179,8 @@ def detail_body(data: Any, code: str = "0") -> bytes:
 
 @pytest.fixture
 def detail_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ids a detail answer is built for (instead of handing back a kept one)."""
-    built: list[str] = []
-    structure = _protocol.structure
-
-    def counting(data: Any, cls: Any) -> Any:
-        built.append(data.get("id"))
-        return structure(data, cls)
-
-    monkeypatch.setattr(_protocol, "structure", counting)
-    return built
+    """The detail answers built."""
+    return counting_builds(monkeypatch, _protocol)
 
 
 def test_the_same_answer_for_the_same_id_is_the_same_detail(detail_builds: list[str]) -> None:

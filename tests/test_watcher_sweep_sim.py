@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from aiocontainer.models import StatusChange
 from aiocontainer.simulator import Simulator
 from aiocontainer.watcher import InstanceWatcher
 from tests.conftest import eventually
+from tests.test_detail_cache import counting_builds, needs_orjson
 
 pytestmark = pytest.mark.skipif(
     not hasattr(ContainerClient, "list_page"), reason="the client cannot list"
@@ -24,6 +27,34 @@ def client_for(sim: Simulator) -> ContainerClient:
     return ContainerClient(
         sim.base_url, token=sim.token, timeout=2.0, backoff_factor=0.01, backoff_max=0.05
     )
+
+
+@contextlib.asynccontextmanager
+async def listing_sim(
+    *, instances: int, seed: int, page_cap: int
+) -> AsyncIterator[tuple[Simulator, ContainerClient]]:
+    """A frozen simulator of ``instances`` whose pages hold ``page_cap`` entries, and a client."""
+    async with (
+        Simulator(
+            instances=instances,
+            seed=seed,
+            frozen=True,
+            include_seed_instance=False,
+            page_cap=page_cap,
+        ) as sim,
+        client_for(sim) as client,
+    ):
+        yield sim, client
+
+
+def list_watcher(
+    client: ContainerClient, ids: list[str], *, interval: float
+) -> tuple[InstanceWatcher, list[StatusChange]]:
+    """A list-mode watcher of ``ids`` and the list its changes go to."""
+    watcher = InstanceWatcher(client, ids, interval=interval, sweep="list")
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    return watcher, seen
 
 
 async def more_list_pages(sim: Simulator, pages: int) -> None:
@@ -41,16 +72,9 @@ async def more_list_pages(sim: Simulator, pages: int) -> None:
 
 
 async def test_a_page_cap_below_the_page_size_still_sees_every_instance_once() -> None:
-    async with (
-        Simulator(
-            instances=250, seed=3, frozen=True, include_seed_instance=False, page_cap=30
-        ) as sim,
-        client_for(sim) as client,
-    ):
+    async with listing_sim(instances=250, seed=3, page_cap=30) as (sim, client):
         ids = list(sim.instance_ids)
-        watcher = InstanceWatcher(client, ids, interval=0.2, sweep="list")
-        seen: list[StatusChange] = []
-        watcher.on_change(seen.append)
+        watcher, seen = list_watcher(client, ids, interval=0.2)
         async with watcher:
             await eventually(lambda: len(seen) == 250, what="every instance")
             # Two more passes of nine pages each: nothing moves, nothing is reported.
@@ -61,12 +85,7 @@ async def test_a_page_cap_below_the_page_size_still_sees_every_instance_once() -
 
 
 async def test_watch_all_under_churn_reports_new_instances_once_drops_deleted_ones() -> None:
-    async with (
-        Simulator(
-            instances=120, seed=5, frozen=True, include_seed_instance=False, page_cap=25
-        ) as sim,
-        client_for(sim) as client,
-    ):
+    async with listing_sim(instances=120, seed=5, page_cap=25) as (sim, client):
         first = set(sim.instance_ids)
         watcher = InstanceWatcher(
             client, interval=0.15, watch_all=True, emit_initial=False, gone_after=1
@@ -101,17 +120,10 @@ async def test_watch_all_under_churn_reports_new_instances_once_drops_deleted_on
 
 
 async def test_list_faults_at_thirty_percent_invent_nothing(caplog: Any) -> None:
-    async with (
-        Simulator(
-            instances=150, seed=9, frozen=True, include_seed_instance=False, page_cap=40
-        ) as sim,
-        client_for(sim) as client,
-    ):
+    async with listing_sim(instances=150, seed=9, page_cap=40) as (sim, client):
         sim.set_fault_rate(0.3)
         ids = list(sim.instance_ids)
-        watcher = InstanceWatcher(client, ids, interval=0.15, sweep="list")
-        seen: list[StatusChange] = []
-        watcher.on_change(seen.append)
+        watcher, seen = list_watcher(client, ids, interval=0.15)
         async with watcher:
             await eventually(lambda: len(seen) >= 150, within=15, what="every instance")
             # About three more passes of four pages, a faulted page asked again counted too.
@@ -120,28 +132,15 @@ async def test_list_faults_at_thirty_percent_invent_nothing(caplog: Any) -> None
         assert sum(sim.stats["faults"].values()) > 10
 
 
+@needs_orjson
 async def test_passes_over_an_unchanged_account_build_nothing_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Pages read again byte for byte are not parsed; a changed instance is still reported."""
-    built: list[str] = []
-    structure = _paging.structure
-
-    def counting(data: Any, cls: Any) -> Any:
-        built.append(data["id"])
-        return structure(data, cls)
-
-    monkeypatch.setattr(_paging, "structure", counting)
-    async with (
-        Simulator(
-            instances=90, seed=4, frozen=True, include_seed_instance=False, page_cap=40
-        ) as sim,
-        client_for(sim) as client,
-    ):
+    built = counting_builds(monkeypatch, _paging)
+    async with listing_sim(instances=90, seed=4, page_cap=40) as (sim, client):
         ids = list(sim.instance_ids)
-        watcher = InstanceWatcher(client, ids, interval=0.15, sweep="list")
-        seen: list[StatusChange] = []
-        watcher.on_change(seen.append)
+        watcher, seen = list_watcher(client, ids, interval=0.15)
         async with watcher:
             await eventually(lambda: len(seen) == 90, what="every instance")
             await more_list_pages(sim, 3 * 3)  # three more passes of three pages
