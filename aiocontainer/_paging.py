@@ -52,6 +52,12 @@ class ListPage:
     errors: tuple[ListEntryError, ...] = ()
 
 
+def _key(instance_id: str) -> str:
+    """``instance_id`` in lower case: the same object when it is already (no copy is kept)."""
+    key = instance_id.lower()
+    return instance_id if key == instance_id else key
+
+
 class DetailCache:
     """What list pages were read into, kept for the next request that gets the same answer.
 
@@ -110,14 +116,14 @@ class DetailCache:
 
     def keep_answer(self, instance_id: str, body: bytes, detail: InstanceDetail) -> None:
         """Keep ``detail``, read from the detail answer ``body``, for ``instance_id``."""
-        self._answers[instance_id.lower()] = (hash(body), detail)
+        self._answers[_key(instance_id)] = (hash(body), detail)
 
     def detail_of(self, entry: Mapping[str, Any], instance_id: str) -> InstanceDetail:
         """The detail of one list entry whose id is ``instance_id``: kept, or built now.
 
         Raises what building raises (``ResponseError``), and then keeps nothing for the id.
         """
-        key = instance_id.lower()
+        key = _key(instance_id)
         mark = fingerprint(entry)
         known = self._built.get(key)
         if known is not None and known[0] == mark:
