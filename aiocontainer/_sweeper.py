@@ -10,8 +10,9 @@ Rule 3: a page that fails after the client's retries is reported and asked for a
         not see, those on that page included, is looked up by detail. An entry that does not
         parse is reported and its instance looked up by detail. A status the list showed is never
         lost: if the detail lookup that confirms it fails, the listed entry stands in for it.
-Rule 4: each pass hands the client one ``DetailCache``: an entry whose JSON has not changed since
-        the last pass is not parsed again (its detail is the one built then).
+Rule 4: the passes hand the client the tracker's ``DetailCache``: a page or an entry that has not
+        changed since the last pass is not read again. It holds a detail for every instance the
+        list shows, watched or not, and lets go of those a complete pass no longer shows.
 Rule 5: in ``auto`` mode each interval picks the cheaper way: a pass (its page count known from
         the last one, or from one probe page) or one detail lookup per due id. The rotation
         polls by detail whenever no pass runs; waits always poll by detail.
