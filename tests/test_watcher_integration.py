@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from aiocontainer import _protocol
 from aiocontainer import watcher as watcher_module
 from aiocontainer.client import ContainerClient
 from aiocontainer.errors import InstanceGoneError, WaitFailedError, WaitTimeoutError
@@ -19,6 +20,7 @@ from aiocontainer.models import InstanceDetail, InstanceStatus, StatusChange
 from aiocontainer.simulator import DEFAULT_FAULT_MIX, Simulator
 from aiocontainer.watcher import InstanceWatcher
 from tests.conftest import eventually
+from tests.test_detail_cache import counting_builds
 
 W, D, R = "Waiting", "Deploying", "Running"
 C, F, T = "Completed", "Failed", "Terminated"
@@ -282,3 +284,25 @@ async def test_an_instance_the_platform_forgets_is_dropped(small_sim: Simulator)
             await eventually(lambda: bool(gone))
         assert ids[0] not in watcher.ids
         assert gone[0].instance_id == ids[0]
+
+
+async def test_answers_that_did_not_change_are_not_read_again(
+    small_sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Detail mode: a frozen instance answers the same bytes, built once; a change is read."""
+    built = counting_builds(monkeypatch, _protocol)
+    ids = list(small_sim.instance_ids)
+    async with client_for(small_sim) as client:
+        watcher = InstanceWatcher(client, ids, interval=0.1, terminal_interval=0.1, sweep="detail")
+        seen: list[StatusChange] = []
+        watcher.on_change(seen.append)
+        async with watcher:
+            await eventually(
+                lambda: small_sim.stats["endpoints"].get("detail", 0) >= 3 * len(ids),
+                what="three rounds of polls",
+            )
+            assert sorted(built) == sorted(ids)
+            small_sim.set_status(ids[0], "Failed")
+            await eventually(lambda: seen[-1].current == "Failed", what="the change")
+    assert seen[-1].instance_id == ids[0] and seen[-1].detail.status == "Failed"
+    assert sorted(built) == sorted([*ids, ids[0]])
