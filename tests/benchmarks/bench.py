@@ -974,7 +974,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.ids, args.rounds, args.sequential_ids, args.decode_repeat = 200, 1, 20, 50
         args.decode_bodies = 20
         args.simulator_seconds = 0.5
-        args.watch_ids, args.watch_interval, args.watch_seconds = 100, 0.5, 2.0
+        args.watch_ids, args.watch_interval, args.watch_seconds = 100, 0.5, 1.0
         args.memory_ids = "200"
         args.listing_ids, args.listing_cap = 300, 7
     if args.listing_ids is None:
