@@ -83,8 +83,6 @@ class Sweeper:
         #: Passes completed or cut short since the watcher was made.
         self.passes = 0
         self._probed_for = 0
-        #: The tracker's: an entry or page unchanged since the last pass is not read again.
-        self.cache = tracker.cache
 
     def ensure(self) -> None:
         """Start the passes unless they run."""
@@ -142,6 +140,7 @@ class Sweeper:
         spacing = self._policy.interval / self._expected_pages()
         first = self.passes == 0
         slot = failures = 0
+        cache = self._tracker.cache  # the polls' too: a page or entry unchanged is not read again
         while (request := sweep.next_request()) is not None:
             await self._sleep_until(started + slot * spacing)
             self._tracker.tick()  # the rotation rests while sweeping: saves and checks go here
@@ -149,7 +148,7 @@ class Sweeper:
             start, limit = request
             self._tracker.health.counters.pages += 1
             try:
-                page = await self._client.list_page(start=start, limit=limit, cache=self.cache)
+                page = await self._client.list_page(start=start, limit=limit, cache=cache)
             except Exception as exc:
                 if not isinstance(exc, AiocontainerError):
                     log.error(
@@ -174,7 +173,7 @@ class Sweeper:
         self.passes += 1
         if not sweep.cut_short:
             self.pages = sweep.pages
-            self.cache.retain(sweep.seen)  # what the list no longer shows is let go
+            cache.retain(sweep.seen)  # what the list no longer shows is let go
         for instance_id in sweep.unseen(list(self._tracker.entries)):
             self._tracker.look_up(instance_id)
 
