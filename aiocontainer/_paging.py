@@ -12,8 +12,9 @@ Rule 4: a server that keeps answering full pages of ids already seen (one that i
         row the pager gives up with ``ResponseError``.
 Rule 5: a ``DetailCache`` hands back what was read before only for the same bytes: a page whose
         body is the one last read at its offset, a detail whose entry re-encodes to the same
-        JSON (compared by hash). Anything else is read and checked as without a cache, so a
-        cache never lets a bad entry through.
+        JSON (compared by hash). An entry that differs only in its clock values (``CLOCK_KEYS``)
+        has those read and checked, the rest taken from the detail kept. Anything else is read
+        and checked as without a cache, so a cache never lets a bad entry through.
 
 This module imports neither aiohttp nor asyncio.
 """
@@ -25,15 +26,19 @@ from typing import Any, Final
 
 import attrs
 
-from aiocontainer._convert import structure
+from aiocontainer._convert import patcher, structure
 from aiocontainer._json import fingerprint
 from aiocontainer.errors import ListEntryError, ResponseError
 from aiocontainer.models import InstanceDetail
 
-__all__ = ["MAX_STALE_PAGES", "DetailCache", "ListPage", "Pager", "walk"]
+__all__ = ["CLOCK_KEYS", "MAX_STALE_PAGES", "DetailCache", "ListPage", "Pager", "walk"]
 
 #: Non-empty pages in a row that bring no new id before a listing is abandoned.
 MAX_STALE_PAGES: Final = 3
+
+#: Entry keys that move with the clock alone: a running instance's are new every second.
+CLOCK_KEYS: Final = frozenset({"duration", "remainingTime"})
+_ABSENT: Final[Any] = object()
 
 
 @attrs.frozen(kw_only=True)
@@ -69,7 +74,10 @@ class DetailCache:
       the detail of an answer to ``get_instance`` that is the one last read for its id;
     - in any other page, an entry whose JSON is the same as when its id was last read comes
       back as the detail built then (the very same object), without being checked again;
-      every other entry is built as without a cache and replaces what was kept for its id.
+    - an entry whose JSON differs only in ``duration`` or ``remainingTime`` (a running
+      instance's clock) comes back as a new detail: those two values are read and checked as a
+      build checks them, every other field is taken from the detail kept for its id;
+    - every other entry is built as without a cache and replaces what was kept for its id.
 
     Bodies are compared by hash, entries by a hash of their JSON re-encoded by orjson (both
     64-bit and keyed per process). Without orjson, re-encoding an entry costs about what
@@ -83,7 +91,8 @@ class DetailCache:
     __slots__ = ("_answers", "_asked", "_built", "_pages")
 
     def __init__(self) -> None:
-        self._built: dict[str, tuple[int, InstanceDetail]] = {}
+        # id -> (hash of the entry with its clock values blanked, the clock values, detail)
+        self._built: dict[str, tuple[int, tuple[Any, Any], InstanceDetail]] = {}
         self._answers: dict[str, tuple[int, InstanceDetail]] = {}
         self._pages: dict[int, tuple[int, ListPage]] = {}
         self._asked: set[int] = set()
@@ -124,14 +133,20 @@ class DetailCache:
         Raises what building raises (``ResponseError``), and then keeps nothing for the id.
         """
         key = _key(instance_id)
-        mark = fingerprint(entry)
+        mark, clock = _marks(entry)
         known = self._built.get(key)
         if known is not None and known[0] == mark:
-            return known[1]
+            if known[1] == clock:
+                return known[2]
+            # Only the clock moved: everything else was checked when ``known`` was built.
+            patched: InstanceDetail | None = patcher(InstanceDetail, CLOCK_KEYS)(known[2], entry)
+            if patched is not None:
+                self._built[key] = (mark, clock, patched)
+                return patched
         self._built.pop(key, None)
         detail = structure(entry, InstanceDetail)
         if mark is not None:
-            self._built[key] = (mark, detail)
+            self._built[key] = (mark, clock, detail)
         return detail
 
     def forget(self, instance_id: str) -> None:
@@ -148,6 +163,28 @@ class DetailCache:
         self._answers = {key: known for key, known in self._answers.items() if key in keep}
         asked, self._asked = self._asked, set()
         self._pages = {start: known for start, known in self._pages.items() if start in asked}
+
+
+def _marks(entry: Mapping[str, Any]) -> tuple[int | None, tuple[Any, Any]]:
+    """The fingerprint of ``entry`` with its clock values made null, and those values.
+
+    A clock key that is present stays present (as null), one that is absent stays absent, so two
+    entries with equal marks hold the same keys. Clock values are compared as Python values:
+    only strings and null are ever kept (a build refuses anything else), and a string equals
+    only the same string.
+    """
+    clock = (entry.get("duration", _ABSENT), entry.get("remainingTime", _ABSENT))
+    if clock == _NO_CLOCK or type(entry) is not dict:
+        return fingerprint(entry), clock
+    blanked = entry.copy()
+    if clock[0] is not _ABSENT:
+        blanked["duration"] = None
+    if clock[1] is not _ABSENT:
+        blanked["remainingTime"] = None
+    return fingerprint(blanked), clock
+
+
+_NO_CLOCK: Final = (_ABSENT, _ABSENT)
 
 
 class Pager:

@@ -240,3 +240,35 @@ def test_nested_models_have_builders_and_an_unknown_field_type_defers() -> None:
 
     assert convert.structure_fast(Gauge) is convert._never
     assert convert.structure({"level": 0.5}, Gauge).level == 0.5
+
+
+@pytest.mark.parametrize("key", ["duration", "remainingTime", "status", "createTime", "gpuNumber"])
+def test_a_patch_gives_what_building_the_whole_document_gives(key: str) -> None:
+    """Every near value of one field, patched onto a detail built from the rest: the same model
+    as a full build where the builder would build it, None where the converter must decide."""
+    old = convert.structure(decoded(RICH), InstanceDetail)
+    patch = convert.patcher(InstanceDetail, frozenset({key}))
+    patched = 0
+    for value in NEAR:
+        data = decoded({**RICH, key: value})
+        result = patch(old, data)
+        if builder_agrees(data, InstanceDetail):
+            assert result is not None
+            same_model(result, convert.structure(data, InstanceDetail))
+            assert result.mount_info_list is old.mount_info_list  # the rest is old's own
+            patched += 1
+        else:
+            assert result is None
+    assert patched >= 2
+    assert patch(old, {k: v for k, v in RICH.items() if k != key}) is None  # absent: not patched
+    assert patch(old, [RICH]) is None  # type: ignore[arg-type]
+
+
+def test_a_class_without_a_builder_has_a_patcher_that_always_defers() -> None:
+    @attrs.frozen(kw_only=True)
+    class Gauge:
+        level: float | None = None
+        extra: Mapping[str, Any] = attrs.field(factory=dict)
+        _absent: frozenset[str] = attrs.field(factory=frozenset, alias="_absent")
+
+    assert convert.patcher(Gauge, frozenset({"level"}))(Gauge(), {"level": 1.0}) is None

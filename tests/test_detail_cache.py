@@ -132,6 +132,58 @@ def test_retain_forgets_other_ids_and_pages_not_asked_for(builds: list[str]) -> 
     assert builds == ["a", "B", "c", "c"]
 
 
+@needs_orjson
+def test_a_clock_that_moved_is_read_alone_and_the_rest_is_kept(builds: list[str]) -> None:
+    """A running instance's duration is new every pass: only it is read, and checked, again."""
+    cache = DetailCache()
+    first = read(body([entry("a", duration="0:00:01", remainingTime="--")]), 0, cache)
+    raw = body([entry("a", duration="0:00:06", remainingTime=None)])
+    second, plain = read(raw, 0, cache), read(raw, 0, None)
+    assert builds == ["a"]  # built by the first read only: the clock was patched
+    (old,), (new,) = first.details, second.details
+    assert new is not old and new == plain.details[0]
+    assert new.to_api() == plain.details[0].to_api() == json.loads(raw)["data"][0]
+    assert (new.duration, new.remaining_time, old.duration) == ("0:00:06", None, "0:00:01")
+    assert new.mount_info_list is old.mount_info_list  # the rest is the kept detail's own
+    # Read again at another offset: the same clock, the same detail.
+    assert read(raw, 100, cache).details[0] is new
+
+
+@needs_orjson
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"duration": 5},
+        {"duration": True},
+        {"remainingTime": ["--"]},
+        {"duration": "9", "cpuNumber": "4"},
+    ],
+    ids=["int", "bool", "list", "and-another-field"],
+)
+def test_a_clock_value_a_build_refuses_is_refused_the_same_way(
+    builds: list[str], change: dict[str, Any]
+) -> None:
+    cache = DetailCache()
+    read(body([entry("a", duration="1", remainingTime="--")]), 0, cache)
+    raw = body([entry("a", **{"duration": "1", "remainingTime": "--", **change})])
+    page, plain = read(raw, 0, cache), read(raw, 0, None)
+    assert builds == ["a", "a"]  # the cache sent it to a full build
+    assert page.details == plain.details == ()
+    assert [str(e) for e in page.errors] == [str(e) for e in plain.errors] != []
+
+
+@needs_orjson
+def test_a_clock_key_that_comes_or_goes_is_a_full_build(builds: list[str]) -> None:
+    """Which keys were sent is part of a detail (``to_api`` gives them back): never patched."""
+    cache = DetailCache()
+    gone = entry("a", duration="1")
+    del gone["remainingTime"]
+    for sent in (entry("a", duration="1"), gone, entry("a", duration="2")):
+        page, plain = read(body([sent]), 0, cache), read(body([sent]), 0, None)
+        assert page.details[0].to_api() == plain.details[0].to_api() == sent
+    assert builds == ["a"] * 3
+
+
 def test_without_orjson_only_whole_pages_are_kept(
     builds: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,7 +203,8 @@ def test_reading_through_the_cache_gives_what_reading_without_it_gives() -> None
         ("status", ["Running", "Completed", "Failed", 3, None]),
         ("cpuNumber", [1, 2, 2.0, True, "2", -1]),
         ("startTime", ["2024-01-01 00:00:00", "2024-01-01 00:00:01", "2024-13-01 00:00:00"]),
-        ("duration", ["1m", "2m", None, []]),
+        ("duration", ["1m", "2m", None, [], 3]),
+        ("remainingTime", ["--", "1m", None, True]),
         ("extraKey", [1, "x", [1, 2], {"k": None}]),
     ]
     page = [entry(f"id-{n}") for n in range(8)]
@@ -166,6 +219,7 @@ def test_reading_through_the_cache_gives_what_reading_without_it_gives() -> None
         raw = body(page)
         cached, plain = read(raw, start, cache), read(raw, start, None)
         assert cached.details == plain.details
+        assert [d.to_api() for d in cached.details] == [d.to_api() for d in plain.details]
         assert (cached.start, cached.count) == (plain.start, plain.count)
         assert [str(e) for e in cached.errors] == [str(e) for e in plain.errors]
 
