@@ -12,6 +12,7 @@ part keeps are written at the top of its module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
 import socket
@@ -438,6 +439,7 @@ class _Server:
         self._parts: Parts | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.SockSite | None = None
+        self._sock: socket.socket | None = None  # the site's listening socket
 
     @property
     def port(self) -> int:
@@ -476,7 +478,7 @@ class _Server:
         except BaseException:
             sock.close()
             raise
-        self._site = site
+        self._site, self._sock = site, sock
 
     def _cut_stalled(self) -> None:
         if self._parts is not None:
@@ -486,7 +488,7 @@ class _Server:
         if self._site is None:
             raise RuntimeError("the simulator is not listening")
         site, self._site = self._site, None
-        await _stop_listening(site)
+        await _stop_listening(site, self._sock)
         self._cut_stalled()
         server = None if self._runner is None else self._runner.server
         for handler in server.connections if server is not None else ():
@@ -510,16 +512,30 @@ class _Server:
         # Stop listening before cutting stalled requests: a client that retries the cut request
         # must be refused, not accepted by a listener that is half closed.
         if site is not None:
-            await _stop_listening(site)
+            await _stop_listening(site, self._sock)
         self._cut_stalled()
         await runner.cleanup()
 
 
-async def _stop_listening(site: web.SockSite) -> None:
-    # A connection accepted in this loop iteration is attached to the listener in the next one;
-    # closing the listener in between trips an assertion inside asyncio and leaks the socket.
-    await asyncio.sleep(0)
+async def _stop_listening(site: web.SockSite, sock: socket.socket | None) -> None:
+    """Close the listener without leaking a connection it accepted on the way.
+
+    asyncio attaches an accepted connection to its listener one loop iteration after accepting
+    it; if the listener closed in between, an assertion inside asyncio drops the new transport
+    with its socket still open. So the listener stops accepting first, the connections already
+    accepted get their transports (and are then cut like the others), and only then it closes.
+    """
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        with contextlib.suppress(NotImplementedError):  # a loop without readers: close as it is
+            loop.remove_reader(sock.fileno())
+    for _ in range(_ATTACH_ITERATIONS):
+        await asyncio.sleep(0)
     await site.stop()
+
+
+#: Loop iterations from an accepted connection to its protocol's ``connection_made``.
+_ATTACH_ITERATIONS = 2
 
 
 # ----- command line ------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import gc
 import json
 import os
 import queue
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 
 import aiohttp
@@ -57,6 +60,36 @@ async def test_suspend_and_resume_on_the_same_port(
     assert sim.port == port
     data = (await detail(session, sim, SEED_INSTANCE_ID))["data"]
     assert data["status"] == sim.status(SEED_INSTANCE_ID) != "Waiting"
+
+
+async def test_suspending_while_connections_pour_in_leaks_no_socket() -> None:
+    """asyncio attaches an accepted connection to its listener one loop iteration later; one
+    accepted just before the listener closes must be dropped with the rest, not leaked."""
+
+    async def knock(port: int, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async with Simulator(instances=1, seed=3) as sim:
+        stop = asyncio.Event()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            knockers = [asyncio.ensure_future(knock(sim.port, stop)) for _ in range(8)]
+            for _ in range(40):
+                await asyncio.sleep(0.003)
+                await sim.suspend()
+                await sim.resume()
+            stop.set()
+            await asyncio.gather(*knockers)
+            gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 async def test_start_twice_is_refused(sim: Simulator) -> None:
