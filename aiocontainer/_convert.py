@@ -361,18 +361,14 @@ def _builder(cls: type[Any]) -> Callable[[Any], Any]:
     return _never if generated is None else generated
 
 
-def _patcher(cls: type[Any], patched: frozenset[str]) -> Callable[[Any, Any], Any] | None:
-    """``patch(old, o)``: a copy of ``old`` whose ``patched`` fields (camelCase keys) are read
-    from the dict ``o`` exactly as the builder reads them; every other field is ``old``'s.
-
-    It raises ``_Doubt`` where the builder would, and when a patched key is missing from ``o``
-    (which changes what is absent). None for a class that has no builder.
-    """
-    return _generate(cls, patched)
-
-
 def _generate(cls: type[Any], patched: frozenset[str] | None) -> Callable[..., Any] | None:
-    """The builder (``patched`` None) or the patcher of ``cls``, or None if none can be made."""
+    """The builder of ``cls`` (``patched`` None), or its patcher; None if none can be made.
+
+    A patcher ``build(old, o)`` is a copy of ``old`` whose ``patched`` fields (camelCase keys)
+    are read from the dict ``o`` exactly as the builder reads them; every other field is
+    ``old``'s. It raises ``_Doubt`` where the builder would, and when a patched key is missing
+    from ``o`` (which changes what is absent).
+    """
     if not _is_api_model(cls) or hasattr(cls, "__attrs_post_init__"):
         return None
     every = attrs.fields(cls)
@@ -404,13 +400,15 @@ def _generate(cls: type[Any], patched: frozenset[str] | None) -> Callable[..., A
             return None
         body += lines
     make = ["obj = new(cls)"]
+    positions = {field.name: index for index, field in enumerate(fields)}
     for index, field in enumerate(every):
         slot: Any = cls.__dict__.get(field.name)
         if not hasattr(slot, "__set__"):
             return None  # not a slotted class: no member to fill
         names[f"set{index}"] = slot.__set__
-        if field in fields and fields.index(field) in read:
-            make.append(f"set{index}(obj, v{fields.index(field)})")
+        position = positions.get(field.name)
+        if position in read:
+            make.append(f"set{index}(obj, v{position})")
         elif patched is not None:
             make.append(f"set{index}(obj, old.{field.name})")
         elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
@@ -465,7 +463,7 @@ def patcher(cls: type[T], keys: frozenset[str]) -> Callable[[T, Mapping[str, Any
     ``patch`` returns None when a patched value is not one the builder accepts outright (or is
     missing): then ``structure`` must read ``data`` in full, and report what is wrong.
     """
-    generated = _patcher(cls, keys)
+    generated = _generate(cls, keys)
 
     def patch(old: T, data: Mapping[str, Any]) -> T | None:
         if generated is None:

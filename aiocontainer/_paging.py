@@ -36,9 +36,12 @@ __all__ = ["CLOCK_KEYS", "MAX_STALE_PAGES", "DetailCache", "ListPage", "Pager", 
 #: Non-empty pages in a row that bring no new id before a listing is abandoned.
 MAX_STALE_PAGES: Final = 3
 
+_DURATION: Final = "duration"
+_REMAINING: Final = "remainingTime"
 #: Entry keys that move with the clock alone: a running instance's are new every second.
-CLOCK_KEYS: Final = frozenset({"duration", "remainingTime"})
+CLOCK_KEYS: Final = frozenset({_DURATION, _REMAINING})
 _ABSENT: Final[Any] = object()
+_NO_CLOCK: Final = (_ABSENT, _ABSENT)
 
 
 @attrs.frozen(kw_only=True)
@@ -173,18 +176,15 @@ def _marks(entry: Mapping[str, Any]) -> tuple[int | None, tuple[Any, Any]]:
     only strings and null are ever kept (a build refuses anything else), and a string equals
     only the same string.
     """
-    clock = (entry.get("duration", _ABSENT), entry.get("remainingTime", _ABSENT))
+    clock = (entry.get(_DURATION, _ABSENT), entry.get(_REMAINING, _ABSENT))
     if clock == _NO_CLOCK or type(entry) is not dict:
         return fingerprint(entry), clock
     blanked = entry.copy()
     if clock[0] is not _ABSENT:
-        blanked["duration"] = None
+        blanked[_DURATION] = None
     if clock[1] is not _ABSENT:
-        blanked["remainingTime"] = None
+        blanked[_REMAINING] = None
     return fingerprint(blanked), clock
-
-
-_NO_CLOCK: Final = (_ABSENT, _ABSENT)
 
 
 class Pager:

@@ -517,6 +517,10 @@ class _Server:
         await runner.cleanup()
 
 
+#: Loop iterations from an accepted connection to its protocol's ``connection_made``.
+_ATTACH_ITERATIONS = 2
+
+
 async def _stop_listening(site: web.SockSite, sock: socket.socket | None) -> None:
     """Close the listener without leaking a connection it accepted on the way.
 
@@ -532,10 +536,6 @@ async def _stop_listening(site: web.SockSite, sock: socket.socket | None) -> Non
     for _ in range(_ATTACH_ITERATIONS):
         await asyncio.sleep(0)
     await site.stop()
-
-
-#: Loop iterations from an accepted connection to its protocol's ``connection_made``.
-_ATTACH_ITERATIONS = 2
 
 
 # ----- command line ------------------------------------------------------------------------------
