@@ -116,6 +116,33 @@ def test_absent_keys_stay_absent(data: dict[str, Any]) -> None:
     assert d.to_api() == data
 
 
+def test_objects_sent_every_key_share_one_empty_set_of_absent_keys(data: dict[str, Any]) -> None:
+    # Kept per watched instance, a fresh empty frozenset in each detail, mount and port would
+    # cost 216 bytes and a collector-tracked object apiece.
+    data["mountInfoList"] = [{"sourcePath": "/a", "type": "nfs"}, {"sourcePath": "/b", "type": "x"}]
+    data["containerPortInfoList"] = [{"accessUrl": "u", "containerPort": 1, "protocolType": "h"}]
+    built = [InstanceDetail.from_api(data) for _ in range(2)]
+    holders: list[Any] = [
+        *built,
+        *(mount for detail in built for mount in detail.mount_info_list),
+        *(port for detail in built for port in detail.container_port_info_list),
+        attrs.evolve(built[0], status="Running"),
+        InstanceDetail(id="x", status="Running"),
+        MountInfo(),
+        PortInfo(),
+    ]
+    assert len(holders) == 12
+    assert len({id(holder._absent) for holder in holders}) == 1
+    assert holders[0]._absent == frozenset()
+    # An object with a key left out still has its own record of it, and writes it back without.
+    del data["duration"], data["mountInfoList"][1]["type"]
+    partial = InstanceDetail.from_api(data)
+    assert partial._absent == {"duration"}
+    assert partial.mount_info_list[1]._absent == {"type"}
+    assert partial.mount_info_list[0]._absent is holders[0]._absent
+    assert partial.to_api() == data
+
+
 def test_minimal_object_needs_only_id_and_status() -> None:
     d = InstanceDetail.from_api({"id": "x", "status": "Running"})
     assert d.to_api() == {"id": "x", "status": "Running"}
