@@ -1,7 +1,9 @@
 """The rotation: the watched ids visited one slot at a time, and the polls it starts.
 
 Rule 1: each slot lasts ``interval / len(ids)`` seconds (plus up to ``jitter`` of a slot), so every
-        id is visited once per interval and N polls are spread evenly over it.
+        id is visited once per interval and N polls are spread evenly over it. Slots less than
+        ``COALESCE`` apart start in one loop iteration; so do slots already past, one
+        ``COALESCE`` worth at a time, when the loop has fallen behind.
 Rule 2: per id, at most one poll is in flight; its outcome is handed back as soon as it completes.
 Rule 3: adding, removing or moving an id costs O(1): a moved or removed id leaves its old place
         behind as a stale place that the loop skips without using a slot, and the queue is
@@ -17,7 +19,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
 from aiocontainer._diff import Snapshot
-from aiocontainer._schedule import COALESCE, Entry, SchedulePolicy, is_due, next_slot
+from aiocontainer._schedule import (
+    COALESCE,
+    Entry,
+    SchedulePolicy,
+    catch_up_group,
+    is_due,
+    next_slot,
+)
 
 __all__ = ["Rotation"]
 
@@ -51,6 +60,8 @@ class Rotation(Generic[_O]):
         self.entries: dict[str, Entry] = {}
         self._order: deque[tuple[Entry, int]] = deque()
         self._stale = 0
+        # Slots started since the loop last yielded while it was behind (see ``_sleep_until``).
+        self._unyielded = 0
         self._polls: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._added = asyncio.Event()
@@ -190,7 +201,8 @@ class Rotation(Generic[_O]):
             spacing = self.policy.interval / count
             idle_visits += 1
             if self._wanted(entry):
-                await self._sleep_until(slot_at + self.policy.jitter * spacing * self._rand())
+                jitter = self.policy.jitter * spacing * self._rand()
+                await self._sleep_until(slot_at + jitter, group=catch_up_group(spacing))
                 # Decided at the slot itself: a poll may have ended or the id gone meanwhile.
                 if self.entries.get(entry.instance_id) is entry and is_due(
                     entry, wanted=self._wanted(entry)
@@ -199,17 +211,25 @@ class Rotation(Generic[_O]):
                 idle_visits = 0
             elif idle_visits >= count:
                 # A whole round had nothing to poll: wait out its time instead of spinning.
-                await self._sleep_until(slot_at)
+                await self._sleep_until(slot_at)  # and yield at least once: no spinning
                 idle_visits = 0
             slot_at = next_slot(slot_at, spacing, now=self._clock(), interval=self.policy.interval)
             self._tick()
 
-    async def _sleep_until(self, when: float) -> None:
+    async def _sleep_until(self, when: float, *, group: int = 1) -> None:
+        """Wait for ``when``; one that is past yields once per ``group`` such calls."""
         delay = when - self._clock()
         if delay > COALESCE:
+            self._unyielded = 0
             await self._sleep(delay)
         elif delay <= 0:
-            await asyncio.sleep(0)  # let other tasks run even when behind
+            # Behind: the slots already past start in groups of one tick's worth, and the loop
+            # yields once per group so that other tasks run. One yield per slot would cost a loop
+            # iteration per poll, and keep a busy rotation behind for good.
+            self._unyielded += 1
+            if self._unyielded >= group:
+                self._unyielded = 0
+                await asyncio.sleep(0)
         # Otherwise the slot is due within COALESCE: it starts now with the others of this
         # tick. Thousands of ids give slots a fraction of a millisecond apart, and a timer per
         # slot would cost more than the polls gain from exact spacing.

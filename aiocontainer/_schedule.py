@@ -29,6 +29,7 @@ __all__ = [
     "SchedulePolicy",
     "after_failure",
     "after_success",
+    "catch_up_group",
     "is_due",
     "next_slot",
 ]
@@ -140,6 +141,16 @@ def after_failure(entry: Entry, policy: SchedulePolicy, *, invalid: bool) -> boo
         return True
     entry.rest = min(2 ** (entry.failures - 1), policy.max_backoff) - 1
     return False
+
+
+def catch_up_group(spacing: float) -> int:
+    """How many slots that are already past go out before the loop yields once.
+
+    One tick's worth (``COALESCE / spacing`` rounded, at least one): the slots of a rotation
+    that fell behind start in groups, as slots a moment ahead do, and the loop catches up at
+    that pace instead of spending one loop iteration (and one poll of the selector) per slot.
+    """
+    return max(1, round(COALESCE / spacing))
 
 
 def next_slot(slot_at: float, spacing: float, *, now: float, interval: float) -> float:

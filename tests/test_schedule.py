@@ -6,10 +6,12 @@ import pytest
 
 from aiocontainer._diff import Snapshot
 from aiocontainer._schedule import (
+    COALESCE,
     Entry,
     SchedulePolicy,
     after_failure,
     after_success,
+    catch_up_group,
     is_due,
     next_slot,
 )
@@ -96,6 +98,22 @@ def test_next_slot_follows_the_spacing_but_never_bursts_to_catch_up() -> None:
     assert next_slot(10.0, 0.5, now=10.2, interval=5) == 10.5
     assert next_slot(10.0, 0.5, now=15.4, interval=5) == 10.5  # behind by less than an interval
     assert next_slot(10.0, 0.5, now=100.0, interval=5) == 100.0  # far behind: start afresh
+
+
+@pytest.mark.parametrize(
+    ("ids", "interval", "group"),
+    [
+        (10_000, 5.0, 10),  # slots 0.5 ms apart: one 5 ms tick holds ten
+        (100_000, 1.0, 500),
+        (1_000, 5.0, 1),  # 5 ms apart: one at a time
+        (100, 5.0, 1),  # far apart: never fewer than one
+    ],
+)
+def test_slots_already_past_go_out_one_tick_at_a_time(
+    ids: int, interval: float, group: int
+) -> None:
+    assert COALESCE == 0.005
+    assert catch_up_group(interval / ids) == group
 
 
 def test_a_policy_is_frozen() -> None:
