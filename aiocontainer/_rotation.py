@@ -211,7 +211,7 @@ class Rotation(Generic[_O]):
                 idle_visits = 0
             elif idle_visits >= count:
                 # A whole round had nothing to poll: wait out its time instead of spinning.
-                await self._sleep_until(slot_at)  # and yield at least once: no spinning
+                await self._sleep_until(slot_at)  # a past slot yields at once (a group of 1)
                 idle_visits = 0
             slot_at = next_slot(slot_at, spacing, now=self._clock(), interval=self.policy.interval)
             self._tick()
