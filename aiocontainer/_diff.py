@@ -26,7 +26,7 @@ import attrs
 
 from aiocontainer.models import InstanceDetail, InstanceStatus, StatusChange
 
-__all__ = ["Snapshot", "advance", "diff", "skipped_between"]
+__all__ = ["Snapshot", "advance", "diff", "precedes", "skipped_between"]
 
 # A terminal status shares the step after Running; the step after a terminal one is a restart.
 _STEP: Final[dict[str, int]] = {
@@ -64,6 +64,11 @@ def skipped_between(previous: str | None, current: str) -> tuple[str, ...]:
         return ()
     path = InstanceStatus.PATH
     return tuple(path[step % _RESTART_STEP] for step in range(start + 1, end))
+
+
+def precedes(earlier: str, later: str) -> bool:
+    """Whether the usual path passes through ``earlier`` before ``later`` (no restart between)."""
+    return earlier in _STEP and later in _STEP and _STEP[earlier] < _STEP[later]
 
 
 def diff(

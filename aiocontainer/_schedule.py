@@ -22,6 +22,7 @@ import attrs
 
 from aiocontainer._diff import Snapshot
 from aiocontainer._options import require
+from aiocontainer.models import InstanceDetail
 
 __all__ = [
     "COALESCE",
@@ -101,11 +102,14 @@ class Entry:
         self.dormant = False
         #: Which of this entry's places in the rotation is the live one; older ones are skipped.
         self.place = 0
-        #: A list entry whose new status the poll in flight (begun after it) confirms; it is
-        #: reported before that poll's status if the instance moved on, and stands in if it fails.
-        self.listed: object | None = None
-        #: A different status the list showed after the poll in flight began: poll again after it.
-        self.listed_later: object | None = None
+        #: List entries whose new status the poll in flight (begun after them) confirms, in the
+        #: order listed; one is reported before that poll's status if it lies on the path
+        #: between, and all stand in if the poll fails.
+        self.listed: tuple[InstanceDetail, ...] = ()
+        #: Statuses the list showed after the poll in flight began, in the order listed (one per
+        #: pass at most): reported before its answer if they lie on the path between, else
+        #: confirmed by another poll after it.
+        self.listed_later: tuple[InstanceDetail, ...] = ()
 
     def __repr__(self) -> str:
         return f"<Entry {self.instance_id} state={self.state!r} rest={self.rest}>"

@@ -10,6 +10,8 @@ Rule 3: a watched id the pass did not see is not gone: it is looked up by detail
         keeps failing ends the pass early (``abandon``), and the same rule covers its ids.
 Rule 4: a listed status equal to the last known one is an observation and costs nothing more; a
         different one is confirmed by a detail lookup; a first observation uses the listed entry.
+        Entries listed around a lookup are weighed against its answer (``weigh``): a status on
+        the usual path between the known one and the answer's was passed before it.
 Rule 5: ``auto`` sweeps when the pages of the whole account cost fewer requests than one detail
         lookup per due id.
 
@@ -23,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Final, Protocol
 
-from aiocontainer._diff import Snapshot
+from aiocontainer._diff import Snapshot, precedes, skipped_between
 from aiocontainer.models import InstanceDetail
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "classify",
     "probe_offset",
     "sweep_is_cheaper",
+    "weigh",
 ]
 
 #: The sweep modes ``InstanceWatcher(sweep=...)`` accepts.
@@ -78,6 +81,33 @@ def classify(known: Snapshot | None, listed: InstanceDetail) -> Listed:
     if known is None:
         return Listed.FIRST
     return Listed.SAME if known.status == listed.status else Listed.CHANGED
+
+
+def weigh(
+    known: str | None,
+    answer: str,
+    listed: Sequence[InstanceDetail],
+    later: Sequence[InstanceDetail],
+) -> tuple[list[InstanceDetail], tuple[InstanceDetail, ...]]:
+    """Entries listed around a lookup, against its answer: those passed before it, those to confirm.
+
+    ``listed`` were listed before the lookup began and ``later`` while it ran, each in page order;
+    ``known`` is the status known before the answer (None: nothing yet, and the path starts at
+    Waiting). A listed status on the usual path between the known one and the answer's was
+    passed through before the answer, whenever its page was asked for: it comes first, in order.
+    The rest of ``listed`` is older than the answer and dropped; a ``later`` status neither passed
+    nor shown by the answer may be newer than it, and is left to confirm with another lookup.
+    """
+    passed: list[InstanceDetail] = []
+    ahead: list[InstanceDetail] = []
+    for n, shown in enumerate((*listed, *later)):
+        status = shown.status
+        if precedes(status, answer) if known is None else status in skipped_between(known, answer):
+            passed.append(shown)
+            known = status
+        elif n >= len(listed) and status != answer:
+            ahead.append(shown)
+    return passed, tuple(ahead)
 
 
 class SweepPass:

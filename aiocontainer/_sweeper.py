@@ -9,7 +9,10 @@ Rule 3: a page that fails after the client's retries is reported and asked for a
         next slot, up to ``PAGE_RETRIES`` times; then the pass ends and every watched id it did
         not see, those on that page included, is looked up by detail. An entry that does not
         parse is reported and its instance looked up by detail. A status the list showed is never
-        lost: if the detail lookup that confirms it fails, the listed entry stands in for it.
+        lost: if the detail lookup that confirms it fails, the listed entry stands in for it, and
+        statuses listed while an older lookup runs are weighed against its answer
+        (``_sweep.weigh``): reported before it when they lie on the path between, else
+        confirmed by another lookup.
 Rule 4: the passes hand the client the tracker's ``DetailCache``: a page or an entry that has not
         changed since the last pass is not read again. It holds a detail for every instance the
         list shows, watched or not, and lets go of those a complete pass no longer shows.

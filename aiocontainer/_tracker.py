@@ -11,6 +11,9 @@ Rule 4: the checkpoint is saved by one task at a time, its file work in a worker
         failure to save (not only ``OSError``) is reported and tried again later; polling goes on.
 Rule 5: an instance is keyed by its id in lower case (platform ids are lower-case hex), and the
         changes emitted name it by that key, whatever id the answer's body holds.
+Rule 6: a list page and a detail lookup in flight are weighed, never raced: a page seen while
+        a lookup runs waits for its answer, and what it showed is reported before that answer
+        when it lies on the usual path between (``_sweep.weigh``), else confirmed by another lookup.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from typing import Protocol, cast
 
 from aiocontainer._checkpoint import CheckpointFile, write_states
 from aiocontainer._delivery import Delivery, log
-from aiocontainer._diff import Snapshot, advance, skipped_between
+from aiocontainer._diff import Snapshot, advance
 from aiocontainer._health import HealthMonitor
 from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._paging import DetailCache
 from aiocontainer._rotation import Rotation
 from aiocontainer._schedule import Entry, SchedulePolicy, after_failure, after_success
-from aiocontainer._sweep import Listed, classify
+from aiocontainer._sweep import Listed, classify, weigh
 from aiocontainer._telemetry import log_fields
 from aiocontainer._waits import WaitRegistry
 from aiocontainer.errors import (
@@ -67,11 +70,6 @@ def _refusal(instance_id: str, detail: InstanceDetail) -> ResponseError | None:
     except UnicodeEncodeError:
         return ResponseError("the status is not valid text", instance_id=instance_id)
     return None
-
-
-def _between(known: Snapshot | None, listed: InstanceDetail, detail: InstanceDetail) -> bool:
-    """Whether the listed status lies on the usual path between the known one and ``detail``'s."""
-    return known is not None and listed.status in skipped_between(known.status, detail.status)
 
 
 def _lookup_with(
@@ -254,17 +252,19 @@ class Tracker:
                 after_success(entry, self._policy, terminal=detail.is_terminal)
                 self.health.observed(key, at=at, status=detail.status, terminal=detail.is_terminal)
                 self._waits.observe(key, detail)
-            elif seen is Listed.FIRST:
-                self._apply(entry, detail)
             elif entry.poll is None:
-                entry.listed = detail  # the lookup launched below began after this page
-                self.look_up(key)
-            elif (
-                not isinstance(entry.listed, InstanceDetail) or entry.listed.status != detail.status
-            ):
-                # The poll in flight began before this page: what it shows is checked after it. A
-                # status listed again while its own lookup runs keeps the first listing.
-                entry.listed_later = detail
+                if seen is Listed.FIRST:
+                    self._apply(entry, detail)
+                else:
+                    entry.listed = (detail,)  # the lookup launched below began after this page
+                    self.look_up(key)
+            else:
+                # The poll in flight began before this page, and its answer may be older or
+                # newer than the page: the two are weighed when it comes. A status listed again
+                # while a lookup runs keeps its first listing.
+                shown = entry.listed_later or entry.listed
+                if not shown or shown[-1].status != detail.status:
+                    entry.listed_later = (*entry.listed_later, detail)
 
     def look_up(self, instance_id: str) -> None:
         """Poll one id by detail now, unless a poll of it is in flight (or it is not watched)."""
@@ -301,15 +301,16 @@ class Tracker:
         emit_initial: bool | None = None,
     ) -> None:
         listed, later = entry.listed, entry.listed_later
-        entry.listed = entry.listed_later = None
+        entry.listed = entry.listed_later = ()
         if isinstance(outcome, InstanceDetail):
             refused = _refusal(entry.instance_id, outcome)
             if refused is None:
-                if isinstance(listed, InstanceDetail) and _between(entry.state, listed, outcome):
-                    # The instance moved on between the page and this lookup: what the list
-                    # showed happened in between, and is reported before it.
-                    self._observed(entry, listed)
-                listed = None
+                # What the list showed on the way to this answer is reported before it.
+                known = None if entry.state is None else entry.state.status
+                passed, later = weigh(known, outcome.status, listed, later)
+                for shown in passed:
+                    self._observed(entry, shown, emit_initial=emit_initial)
+                listed = ()
                 self._observed(entry, outcome, emit_initial=emit_initial)
             else:
                 self._failed(entry, refused)
@@ -318,11 +319,11 @@ class Tracker:
         key = entry.instance_id
         if self.rotation.entries.get(key) is not entry:
             return  # the id was dropped meanwhile
-        if isinstance(listed, InstanceDetail):
+        for shown in listed:
             # The list showed the new status and its detail lookup failed: the status was seen
             # all the same, so the listed entry stands in for the detail (it is not lost).
-            self._observed(entry, listed)
-        if isinstance(later, InstanceDetail):
+            self._observed(entry, shown)
+        if later:
             # The list showed a status after this poll began: confirm it with another lookup.
             entry.listed = later
             self.look_up(key)

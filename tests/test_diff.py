@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aiocontainer import _diff
-from aiocontainer._diff import Snapshot, advance, diff, skipped_between
+from aiocontainer._diff import Snapshot, advance, diff, precedes, skipped_between
 from aiocontainer.models import InstanceDetail, InstanceStatus, StatusChange
 
 W, D, R = InstanceStatus.WAITING, InstanceStatus.DEPLOYING, InstanceStatus.RUNNING
@@ -123,6 +123,23 @@ def test_unknown_statuses_pass_through_and_skip_nothing(previous: str, current: 
 
 def test_skipped_between_without_a_previous_status_is_empty() -> None:
     assert skipped_between(None, C) == ()
+
+
+PRECEDES = {(W, D), (W, R), (W, C), (W, F), (W, T), (D, R), (D, C), (D, F), (D, T)} | {
+    (R, C),
+    (R, F),
+    (R, T),
+}
+
+
+@pytest.mark.parametrize("pair", sorted(itertools.permutations(sorted(InstanceStatus.ALL), 2)))
+def test_precedes_follows_the_path_without_restarts(pair: tuple[str, str]) -> None:
+    assert precedes(*pair) is (pair in PRECEDES)
+
+
+@pytest.mark.parametrize("pair", [(W, W), (W, "Stopped"), ("Stopped", R), ("waiting", R)])
+def test_a_status_precedes_neither_itself_nor_an_unknown_one(pair: tuple[str, str]) -> None:
+    assert not precedes(*pair)
 
 
 def test_the_change_carries_the_new_detail_and_its_id() -> None:

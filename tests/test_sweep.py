@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from aiocontainer._diff import Snapshot
@@ -12,6 +14,7 @@ from aiocontainer._sweep import (
     classify,
     probe_offset,
     sweep_is_cheaper,
+    weigh,
 )
 from aiocontainer.models import InstanceDetail
 from tests.watcher_fakes import FakePage
@@ -68,6 +71,61 @@ def test_an_abandoned_pass_is_cut_short() -> None:
 )
 def test_classify(known: Snapshot | None, listed: str, expected: Listed) -> None:
     assert classify(known, InstanceDetail(id="a", status=listed)) is expected
+
+
+def statuses(details: Sequence[InstanceDetail]) -> list[str]:
+    return [d.status for d in details]
+
+
+@pytest.mark.parametrize(
+    ("known", "answer", "listed", "later", "passed", "ahead"),
+    [
+        # Listed before the lookup began: reported before the answer when on the way to it...
+        ("Waiting", "Running", ["Deploying"], [], ["Deploying"], []),
+        # ...else older than the answer and dropped (an instance back in Waiting).
+        ("Waiting", "Waiting", ["Deploying"], [], [], []),
+        ("Running", "Completed", ["Running"], [], [], []),
+        # Listed while it ran: the same when passed, confirmed when possibly newer...
+        ("Waiting", "Running", [], ["Deploying"], ["Deploying"], []),
+        ("Waiting", "Waiting", [], ["Deploying"], [], ["Deploying"]),
+        ("Waiting", "Waiting", [], ["Deploying", "Running"], [], ["Deploying", "Running"]),
+        # ...and neither when the answer shows it.
+        ("Waiting", "Running", [], ["Running"], [], []),
+        # Several pages during one lookup, in order, each checked against the last passed.
+        ("Waiting", "Completed", [], ["Deploying", "Running"], ["Deploying", "Running"], []),
+        ("Waiting", "Completed", ["Deploying"], ["Running"], ["Deploying", "Running"], []),
+        ("Waiting", "Running", [], ["Deploying", "Completed"], ["Deploying"], ["Completed"]),
+        # Nothing known yet: the path starts at Waiting.
+        (None, "Running", [], ["Waiting", "Deploying"], ["Waiting", "Deploying"], []),
+        (None, "Waiting", [], ["Deploying"], [], ["Deploying"]),
+        (None, "Running", [], ["Running"], [], []),
+        # Off the path (unknown statuses, a terminal one to another): never passed.
+        ("Waiting", "Stopped", [], ["Deploying"], [], ["Deploying"]),
+        ("Waiting", "Running", [], ["Stopped"], [], ["Stopped"]),
+        ("Completed", "Failed", [], ["Terminated"], [], ["Terminated"]),
+        # A restart: Completed, then Waiting on the way to Deploying.
+        ("Completed", "Deploying", ["Waiting"], [], ["Waiting"], []),
+    ],
+)
+def test_entries_listed_around_a_lookup_are_weighed_against_its_answer(
+    known: str | None,
+    answer: str,
+    listed: list[str],
+    later: list[str],
+    passed: list[str],
+    ahead: list[str],
+) -> None:
+    def entries(names: list[str]) -> tuple[InstanceDetail, ...]:
+        return tuple(InstanceDetail(id="a", status=s, version="listed") for s in names)
+
+    got_passed, got_ahead = weigh(known, answer, entries(listed), entries(later))
+    assert (statuses(got_passed), statuses(got_ahead)) == (passed, ahead)
+
+
+def test_weighing_hands_back_the_listed_entries_themselves() -> None:
+    deploying, completed = (InstanceDetail(id="a", status=s) for s in ("Deploying", "Completed"))
+    passed, ahead = weigh("Waiting", "Running", (), (deploying, completed))
+    assert passed[0] is deploying and ahead[0] is completed
 
 
 def test_a_sweep_is_chosen_only_when_its_pages_cost_less() -> None:

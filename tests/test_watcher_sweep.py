@@ -277,6 +277,100 @@ async def test_a_listed_status_passed_before_its_lookup_is_reported_in_between(
     assert [c.detail.version for c in seen[2:]] == ["listed", "detail"]
 
 
+async def around_a_long_lookup(
+    ft: FakeTime,
+    latency: float,
+    timeline: list[tuple[float, str]],
+    *,
+    answer: str | None = None,
+) -> tuple[FakeListClient, list[StatusChange]]:
+    """Watch "a", known Waiting, in list mode while a lookup of it runs from 10 to 10 + latency.
+
+    Its entry on the page at 10 does not parse, which starts the lookup (answering ``answer``
+    if given, else the status at its end); ``timeline``: (seconds to advance, the status then).
+    """
+    client = FakeListClient(ft, {"a": W})
+    client.latency = latency
+    watcher = make(client, ["a"], sweep="list", emit_initial=False)
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(5)
+        client.list_script.append("bad:a")
+        if answer is not None:
+            client.script("a", answer)
+        for wait, status in timeline:
+            await ft.advance(wait)
+            client.statuses["a"] = status
+        await ft.advance(40)
+    return client, seen
+
+
+async def test_a_status_listed_while_an_older_poll_runs_and_passed_by_its_answer_comes_first(
+    ft: FakeTime,
+) -> None:
+    # Deploying is listed at 20; the lookup answers Running at 25.
+    client, seen = await around_a_long_lookup(ft, 15, [(10, D), (7, R)])
+    # Deploying lies between the known Waiting and the answer's Running: the page saw it before
+    # the lookup answered, so it is reported before the answer, and nothing is left to confirm.
+    assert summary(seen) == [("a", W, D, 1), ("a", D, R, 2)]
+    assert [c.detail.version for c in seen] == ["listed", "detail"]
+    assert [c.skipped for c in seen] == [(), ()]
+    assert client.calls == [(10, "a")]
+
+
+async def test_a_status_listed_while_a_lookup_runs_and_shown_by_its_answer_needs_no_other(
+    ft: FakeTime,
+) -> None:
+    # Running is listed at 20, and is what the lookup answers at 25.
+    client, seen = await around_a_long_lookup(ft, 15, [(10, R)])
+    assert summary(seen) == [("a", W, R, 1)]
+    assert [c.skipped for c in seen] == [(D,)]
+    assert client.calls == [(10, "a")]
+
+
+async def test_every_status_listed_during_one_long_lookup_is_reported_in_order(
+    ft: FakeTime,
+) -> None:
+    # Deploying is listed at 20, Running at 30, and the lookup answers Completed at 35.
+    client, seen = await around_a_long_lookup(ft, 25, [(10, D), (10, R), (7, C)])
+    assert summary(seen) == [("a", W, D, 1), ("a", D, R, 2), ("a", R, C, 3)]
+    assert [c.detail.version for c in seen] == ["listed", "listed", "detail"]
+    assert client.calls == [(10, "a")]
+
+
+async def test_statuses_listed_after_an_older_answer_are_confirmed_and_all_reported(
+    ft: FakeTime,
+) -> None:
+    # Deploying is listed at 20 and Running at 30; the lookup answers Waiting at 35.
+    client, seen = await around_a_long_lookup(ft, 25, [(10, D), (10, R)], answer=W)
+    # The answer is not newer than the pages: both are confirmed by the lookup that follows it
+    # (35), and Deploying, between the known Waiting and its Running, is not dropped.
+    assert client.calls == [(10, "a"), (35, "a")]
+    assert summary(seen) == [("a", W, D, 1), ("a", D, R, 2)]
+    assert [c.detail.version for c in seen] == ["listed", "detail"]
+
+
+async def test_a_first_listing_while_a_lookup_runs_never_turns_into_a_step_back(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": W})
+    client.latency = 15
+    client.list_script.append("bad:a")  # the first pass cannot read a: a lookup starts at 0...
+    client.script("a", W)  # ...and answers Waiting at 15, older than the page below
+    watcher = make(client, ["a"], sweep="list")
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(5)
+        client.statuses["a"] = D  # listed at 10, the first time a is seen
+        await ft.advance(30)
+    # Taken at once, the page would have made the older answer a change from Deploying back to
+    # Waiting; weighed against it, the page is confirmed after it.
+    assert summary(seen) == [("a", None, W, 1), ("a", W, D, 2)]
+    assert client.calls == [(0, "a"), (15, "a")]
+
+
 async def test_a_status_listed_again_while_its_lookup_runs_is_still_reported_in_between(
     ft: FakeTime,
 ) -> None:
