@@ -13,8 +13,9 @@ payloads) goes through :func:`loads`, and everything it writes for later reading
 
 orjson (the ``speedups`` extra) is used when it is installed, else the standard library; both
 paths accept and refuse the same documents and return the same values (orjson would turn an
-integer beyond 64 bits into a float: a document with a run of 19 digits is read by the standard
-library instead, so integers stay exact).
+integer beyond 64 bits into a float: a document with a run of 19 digits outside a string is read by
+the standard library instead, so integers stay exact; a long run of digits inside a hexadecimal id
+does not count).
 
 This module imports neither aiohttp nor asyncio.
 """
@@ -69,6 +70,12 @@ _BOM: Final = b"\xef\xbb\xbf"
 # The same copy turns "{" into "[", so that one count gives the brackets that open.
 _MARKS: Final = bytes.maketrans(b"123456789{", b"000000000[")
 _LONG_DIGITS: Final = b"0" * 19
+_LONG_RUN_RE: Final = re.compile(rb"0{19,}")
+# What a number's digits may follow inside its token, and what may come just before the token.
+_NUMBER_BYTES: Final = frozenset(b"0123456789.eE+-")
+_BEFORE_NUMBER: Final = frozenset(b":[,{ \t\r\n")
+# How far back a run's token is followed before the run is taken for a number all the same.
+_TOKEN_REACH: Final = 64
 
 
 def _nesting_depth(data: bytes) -> int:
@@ -89,6 +96,26 @@ def _nesting_depth(data: bytes) -> int:
         # (an odd count) is dropped whole; the parser refuses it anyway.
         marks = b"".join(marks.split(b'"')[::2])
     return max(accumulate(memoryview(marks.translate(_STEP)).cast("b"), initial=0))
+
+
+def _long_integer(data: bytes, marks: bytes) -> bool:
+    """Whether a run of 19 digits or more in ``data`` may be an integer outside a string.
+
+    ``marks`` is ``data`` translated by ``_MARKS`` (every digit a "0"). A run is in a number only
+    if its token, followed back over the bytes a number holds, starts at the document's start
+    or after a bracket, a comma, a colon or white space. After anything else (a letter or a
+    quote, as in a hexadecimal id) the run lies inside a string, or the document is malformed
+    and either parser refuses it; a token longer than ``_TOKEN_REACH`` counts as a number. The
+    work is linear: each run is followed back at most that far.
+    """
+    for run in _LONG_RUN_RE.finditer(marks):
+        at = run.start()
+        stop = max(at - _TOKEN_REACH, 0)
+        while at > stop and data[at - 1] in _NUMBER_BYTES:
+            at -= 1
+        if at == 0 or at == stop or data[at - 1] in _BEFORE_NUMBER:
+            return True
+    return False
 
 
 def _check_depth(data: bytes, openings: int) -> None:
@@ -150,12 +177,12 @@ def loads(raw: bytes | bytearray | memoryview | str, *, use_orjson: bool | None 
     if parse is _stdlib_loads:
         _check_depth(data, data.count(b"[") + data.count(b"{"))
     else:
-        # One pass serves both checks orjson needs: digits become "0" (a run of 19 may be an
-        # integer orjson would turn into a float) and "{" becomes "[" (so one count bounds the
-        # depth). Lone surrogates orjson refuses itself.
+        # One pass serves both checks orjson needs: digits become "0" (a run of 19 outside a
+        # string may be an integer orjson would turn into a float) and "{" becomes "[" (so one
+        # count bounds the depth). Lone surrogates orjson refuses itself.
         marks = data.translate(_MARKS)
         _check_depth(data, marks.count(b"["))
-        if _LONG_DIGITS in marks:
+        if _LONG_DIGITS in marks and _long_integer(data, marks):
             parse = _stdlib_loads
     try:
         value = parse(data)

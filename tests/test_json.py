@@ -124,6 +124,60 @@ def test_large_finite_numbers_are_kept(use_orjson: bool) -> None:
     ]
 
 
+BIG = "12345678901234567890"  # beyond 64 bits: orjson would make it a float
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        BIG,
+        f"-{BIG}",
+        f"[{BIG}]",
+        f"[1, {BIG}]",
+        f'{{"a":{BIG}}}',
+        f'{{"a": \n\t-{BIG}}}',
+        f'["574e90582a90440220468796399079a0", {BIG}]',  # a long run in a string, then a number
+    ],
+)
+def test_integers_beyond_64_bits_stay_exact(use_orjson: bool, text: str) -> None:
+    assert loads(text, use_orjson=use_orjson) == json.loads(text)
+    assert "." not in repr(loads(text, use_orjson=use_orjson))
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ('{"id":"574e90582a90440220468796399079a0"}', False),  # 20 digits inside a hex id
+        ('["9044022046879639907900"]', False),  # a string of digits
+        ('["x_9044022046879639907900"]', False),
+        ('["x 9044022046879639907900"]', True),  # after a space it may be a number: safe side
+        ("[1.90440220468796399079]", True),  # a fraction: read by the standard library too
+        ("[1e90440220468796399079]", True),
+        ('{"a":90440220468796399079}', True),
+        ('{"a":-90440220468796399079}', True),
+        ("90440220468796399079", True),
+        ('["a:90440220468796399079"]', True),  # looks like a number: the safe side
+        ('["' + "1-" * 40 + '90440220468796399079"]', True),  # followed back too far: a number
+    ],
+)
+def test_a_long_run_of_digits_counts_only_where_a_number_can_be(text: str, number: bool) -> None:
+    data = text.encode()
+    assert _json._long_integer(data, data.translate(_json._MARKS)) is number
+
+
+@pytest.mark.skipif(not HAVE_ORJSON, reason="orjson is not installed")
+def test_hex_ids_with_long_runs_of_digits_stay_on_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    page = json.dumps({"data": [{"id": "574e90582a90440220468796399079a0", "n": 5}] * 50})
+
+    def refuse(data: bytes) -> Any:
+        raise AssertionError("read by the standard library")
+
+    monkeypatch.setattr(_json, "_stdlib_loads", refuse)
+    assert loads(page) == json.loads(page)
+    with pytest.raises(AssertionError, match="standard library"):
+        loads(f"[{BIG}]")
+
+
 # -- text ------------------------------------------------------------------------------------------
 
 
