@@ -5,7 +5,9 @@ Rule 1: a pass asks for the page that starts where the last page's entries ended
         keeps answering pages of ids already seen in this pass (one that ignores ``start``) ends
         the pass after ``MAX_STALE_PAGES`` such pages.
 Rule 2: within a pass, an id counts once (ids are compared in lower case); offsets shift while
-        instances are created or deleted, so a page may repeat entries of the one before.
+        instances are created or deleted, so a page may repeat entries of the one before. A
+        repeat that shows another status than the pass took for that id is a newer sighting, and
+        is taken too (it does not count as new for Rule 1).
 Rule 3: a watched id the pass did not see is not gone: it is looked up by detail. A page that
         keeps failing ends the pass early (``abandon``), and the same rule covers its ids.
 Rule 4: a listed status equal to the last known one is an observation and costs nothing more; a
@@ -117,7 +119,8 @@ class SweepPass:
         self.page_size = page_size
         self._start = 0
         self._stale = 0
-        self._seen: set[str] = set()
+        # id (lower case) -> the status last taken for it in this pass (None: handled)
+        self._seen: dict[str, str | None] = {}
         #: Pages answered so far, the final empty one included.
         self.pages = 0
         #: True once the pass is over (an empty page, a failed page or too many stale ones).
@@ -130,22 +133,31 @@ class SweepPass:
         return None if self.done else (self._start, self.page_size)
 
     def take(self, page: ListedPage) -> list[InstanceDetail]:
-        """Record an answered page; its parsed entries this pass has not seen yet, in order."""
+        """Record an answered page; its parsed entries to take, in order.
+
+        Those are the entries of ids this pass has not seen yet, and those of ids it has seen
+        with another status (a shifted page showed the instance again, after it moved on).
+        """
         self.pages += 1
         if page.count <= 0:
             self.done = True
             return []
         self._start += page.count
-        fresh = []
+        taken = []
+        new = False
+        seen = self._seen
         for detail in page.details:
             key = detail.id.lower()
-            if key not in self._seen:
-                self._seen.add(key)
-                fresh.append(detail)
-        self._stale = 0 if fresh or page.errors else self._stale + 1
+            if key not in seen:
+                new = True
+            elif seen[key] == detail.status:
+                continue
+            seen[key] = detail.status
+            taken.append(detail)
+        self._stale = 0 if new or page.errors else self._stale + 1
         if self._stale >= MAX_STALE_PAGES:
             self.abandon()
-        return fresh
+        return taken
 
     def abandon(self) -> None:
         """End the pass early (a page failed): what it did not see goes to detail lookups."""
@@ -154,12 +166,12 @@ class SweepPass:
 
     def handled(self, instance_id: str) -> None:
         """Count ``instance_id`` as seen: its entry was bad and it is looked up already."""
-        self._seen.add(instance_id.lower())
+        self._seen.setdefault(instance_id.lower(), None)
 
     @property
     def seen(self) -> AbstractSet[str]:
         """The ids this pass listed (or handled), in lower case."""
-        return self._seen
+        return self._seen.keys()
 
     def saw(self, instance_id: str) -> bool:
         """Whether this pass listed ``instance_id``."""

@@ -45,6 +45,33 @@ def test_shifted_pages_never_yield_an_id_twice_and_case_variants_are_one() -> No
     assert sweep.saw("A") and sweep.unseen(["a", "e", "f", "G"]) == ["f", "G"]
 
 
+def test_a_repeat_with_another_status_is_taken_as_a_newer_sighting() -> None:
+    sweep = SweepPass(page_size=3)
+    sweep.take(page(0, ["a", "b", "c"]))
+    repeat = (InstanceDetail(id="C", status="Completed"), InstanceDetail(id="d", status="Waiting"))
+    # "c" moved on between the two pages and a shift showed it again: that is not dropped...
+    assert sweep.take(FakePage(start=3, count=2, details=repeat)) == list(repeat)
+    # ...but shown again with the status just taken, it is.
+    assert sweep.take(FakePage(start=5, count=1, details=repeat[:1])) == []
+
+
+def test_repeats_with_another_status_do_not_keep_a_pass_going() -> None:
+    sweep = SweepPass(page_size=1)
+    sweep.take(page(0, ["a"]))
+    for n in range(MAX_STALE_PAGES):
+        assert not sweep.done
+        moved = InstanceDetail(id="a", status=f"Status{n}")
+        assert sweep.take(FakePage(start=0, count=1, details=(moved,))) == [moved]
+    assert sweep.done and sweep.cut_short
+
+
+def test_an_entry_handled_as_bad_is_taken_when_a_repeat_shows_it_good() -> None:
+    sweep = SweepPass(page_size=2)
+    sweep.handled("A")
+    assert [d.id for d in sweep.take(page(0, ["a", "b"]))] == ["a", "b"]
+    assert sweep.saw("a") and sweep.seen == {"a", "b"}
+
+
 def test_a_server_that_ignores_start_cannot_keep_a_pass_going() -> None:
     sweep = SweepPass(page_size=2)
     sweep.take(page(0, ["a", "b"]))

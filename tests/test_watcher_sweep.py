@@ -371,6 +371,22 @@ async def test_a_first_listing_while_a_lookup_runs_never_turns_into_a_step_back(
     assert client.calls == [(0, "a"), (15, "a")]
 
 
+async def test_an_instance_shown_again_by_a_shifted_page_after_it_moved_on_is_not_dropped(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": W, "b": W, "c": W}, page_cap=2)
+    watcher = make(client, ["a", "b", "c"], sweep="list", emit_initial=False)
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(0.25)  # the first page (a, b) is read at 0...
+        client.statuses = {"new": W, **client.statuses, "b": D}  # ...then one is created first
+        await ft.advance(5)  # the page at 0.5 shows b again, now Deploying
+        client.statuses["b"] = R  # and it moves on before the next pass
+        await ft.advance(20)
+    assert summary(seen) == [("b", W, D, 1), ("b", D, R, 2)]
+
+
 async def test_a_status_listed_again_while_its_lookup_runs_is_still_reported_in_between(
     ft: FakeTime,
 ) -> None:

@@ -4,7 +4,9 @@ Each instance goes Waiting -> Deploying -> Running -> Completed at moments drawn
 take from no time to more than two intervals, and pages, entries and lookups fail at random. A
 page is read at the moment it is asked for, a lookup's answer when it comes. Whatever order the
 answers arrive in, the changes delivered for an instance must hold exactly the statuses that a
-page the watcher took, or an answer it got, showed: in the order of the path, each once.
+page the watcher took, or an answer it got, showed: in the order of the path, each once. With
+``watch_all``, instances are created while the passes run (shifting the pages after them) and
+are picked up from the list.
 """
 
 from __future__ import annotations
@@ -19,20 +21,39 @@ import pytest
 
 from aiocontainer.errors import TransportError
 from aiocontainer.models import InstanceDetail, StatusChange
-from tests.watcher_fakes import C, D, FakeListClient, FakePage, FakeTime, R, W, make
+from tests.watcher_fakes import (
+    C,
+    D,
+    FakeListClient,
+    FakePage,
+    FakeTime,
+    Outcome,
+    R,
+    W,
+    invalid,
+    make,
+)
 
 PATH = (W, D, R, C)
 INTERVAL = 10.0
 
 
-class Lifecycles(Mapping[str, str]):
-    """Each id's status at the fake clock's present moment, from the moments it moves on."""
+class Lifecycles(Mapping[str, Outcome]):
+    """Each id's status at the fake clock's present moment, from the moments it moves on.
 
-    def __init__(self, time: FakeTime, moves: dict[str, list[float]]) -> None:
+    Before its creation an id is unknown to the platform (not listed; "invalid parameter").
+    """
+
+    def __init__(
+        self, time: FakeTime, moves: dict[str, list[float]], born: dict[str, float]
+    ) -> None:
         self.time = time
         self.moves = moves
+        self.born = born
 
-    def __getitem__(self, instance_id: str) -> str:
+    def __getitem__(self, instance_id: str) -> Outcome:
+        if self.time.now < self.born[instance_id]:
+            return invalid(instance_id)
         return PATH[bisect_right(self.moves[instance_id], self.time.now)]
 
     def __iter__(self) -> Iterator[str]:
@@ -45,9 +66,9 @@ class Lifecycles(Mapping[str, str]):
 class RacingClient(FakeListClient):
     """Lookups of random length, random failures; notes every status it shows the watcher."""
 
-    def __init__(self, time: FakeTime, rng: random.Random, moves: dict[str, list[float]]) -> None:
+    def __init__(self, time: FakeTime, rng: random.Random, lifecycles: Lifecycles) -> None:
         super().__init__(time, {})
-        self.statuses: Any = Lifecycles(time, moves)
+        self.statuses: Any = lifecycles
         self.rng = rng
         self.shown: defaultdict[str, set[str]] = defaultdict(set)
 
@@ -71,18 +92,23 @@ class RacingClient(FakeListClient):
         return page
 
 
-@pytest.mark.parametrize("seed", range(40))
-async def test_what_pages_and_lookups_showed_arrives_once_in_path_order(seed: int) -> None:
+@pytest.mark.parametrize("watch_all", [False, True], ids=["watched", "watch_all"])
+@pytest.mark.parametrize("seed", range(25))
+async def test_what_pages_and_lookups_showed_arrives_once_in_path_order(
+    seed: int, watch_all: bool
+) -> None:
     rng = random.Random(seed)
-    moves = {}
+    moves, born = {}, {}
     for n in range(8):
-        deploying = rng.uniform(0, 60)
+        born[f"i{n}"] = rng.uniform(0, 40) if watch_all and n % 2 else 0.0
+        deploying = born[f"i{n}"] + rng.uniform(0, 60)
         running = deploying + rng.choice([0.5, 3.0, 12.0, 30.0])
         moves[f"i{n}"] = [deploying, running, running + rng.choice([0.5, 6.0, 15.0, 45.0])]
     ft = FakeTime()
-    client = RacingClient(ft, rng, moves)
+    client = RacingClient(ft, rng, Lifecycles(ft, moves, born))
     client.page_cap = 3  # several pages a pass, so pages and lookups interleave
-    watcher = make(client, list(moves), interval=INTERVAL, sweep="list")
+    ids = [] if watch_all else list(moves)
+    watcher = make(client, ids, interval=INTERVAL, sweep="list", watch_all=watch_all)
     seen: list[StatusChange] = []
     watcher.on_change(seen.append)
     async with watcher:
