@@ -305,12 +305,12 @@ class Tracker:
         if isinstance(outcome, InstanceDetail):
             refused = _refusal(entry.instance_id, outcome)
             if refused is None:
-                # What the list showed on the way to this answer is reported before it.
-                known = None if entry.state is None else entry.state.status
-                passed, later = weigh(known, outcome.status, listed, later)
-                for shown in passed:
-                    self._observed(entry, shown, emit_initial=emit_initial)
-                listed = ()
+                if listed or later:  # what the list showed on the way is reported first
+                    known = None if entry.state is None else entry.state.status
+                    passed, later = weigh(known, outcome.status, listed, later)
+                    for shown in passed:
+                        self._observed(entry, shown, emit_initial=emit_initial)
+                    listed = ()
                 self._observed(entry, outcome, emit_initial=emit_initial)
             else:
                 self._failed(entry, refused)
