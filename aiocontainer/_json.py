@@ -58,8 +58,10 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
 # Only these bytes matter for the depth: quotes (where strings begin and end) and brackets.
 _KEEP: Final = b'"[]{}'
 _DROP: Final = bytes(b for b in range(256) if b not in _KEEP)
-# "[" and "{" become +1, "]" and "}" become -1 (as signed bytes).
-_STEP: Final = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
+# Objects nest as arrays do: "{" and "}" are read as "[" and "]".
+_AS_SQUARE: Final = bytes.maketrans(b"{}", b"[]")
+# "[" becomes +1 and "]" becomes -1 (as signed bytes).
+_STEP: Final = bytes.maketrans(b"[]", b"\x01\xff")
 # An escape inside a string: a backslash and the character after it (\" and \\ included).
 _ESCAPE_RE: Final = re.compile(rb"\\.", re.DOTALL)
 # A \u escape of a surrogate, high or low; only bodies holding one are checked after parsing.
@@ -70,60 +72,101 @@ _BOM: Final = b"\xef\xbb\xbf"
 # The same copy turns "{" into "[", so that one count gives the brackets that open.
 _MARKS: Final = bytes.maketrans(b"123456789{", b"000000000[")
 _LONG_DIGITS: Final = b"0" * 19
-_LONG_RUN_RE: Final = re.compile(rb"0{19,}")
 # What a number's digits may follow inside its token, and what may come just before the token.
 _NUMBER_BYTES: Final = frozenset(b"0123456789.eE+-")
 _BEFORE_NUMBER: Final = frozenset(b":[,{ \t\r\n")
 # How far back a run's token is followed before the run is taken for a number all the same.
 _TOKEN_REACH: Final = 64
+# The longest document whose brackets are counted before it is scanned.
+_COUNTED: Final = 16384
 
 
-def _nesting_depth(data: bytes) -> int:
-    """The deepest nesting of ``data``'s arrays and objects, brackets inside strings left out.
+def _brackets(data: bytes) -> bytes:
+    """The brackets of ``data`` that lie outside strings, in order, "{" and "}" as "[" and "]".
 
-    Linear and without recursion, at C speed: escapes are dropped, then everything but quotes
-    and brackets, then every pair of adjacent quotes (an empty string, or the end of one string
-    and the start of the next with no bracket between them: either way no bracket outside a
-    string goes). What quotes are left enclose brackets inside strings, which are dropped with
-    them. For a document that is valid up to some point the result bounds the depth any
-    parser reaches before that point, so it is safe to check before parsing.
+    Linear, at C speed: escapes are dropped, then everything but quotes and brackets, then every
+    pair of adjacent quotes (an empty string, or the end of one string and the start of the next
+    with no bracket between them: either way no bracket outside a string goes). What quotes are
+    left enclose brackets inside strings, which are dropped with them. An unterminated last
+    string (an odd count of quotes) is dropped whole; a parser refuses it anyway.
     """
     if b"\\" in data:
         data = _ESCAPE_RE.sub(b"", data)
     marks = data.translate(None, _DROP).replace(b'""', b"")
     if b'"' in marks:
-        # Quotes now alternate: even pieces lie outside strings. An unterminated last string
-        # (an odd count) is dropped whole; the parser refuses it anyway.
+        # Quotes now alternate: even pieces lie outside strings.
         marks = b"".join(marks.split(b'"')[::2])
-    return max(accumulate(memoryview(marks.translate(_STEP)).cast("b"), initial=0))
+    return marks.translate(_AS_SQUARE)
+
+
+def _nesting_depth(data: bytes) -> int:
+    """The deepest nesting of ``data``'s arrays and objects, brackets inside strings left out.
+
+    Without recursion, at C speed. For a document that is valid up to some point the result
+    bounds the depth any parser reaches before that point, so it is safe to check before parsing.
+    """
+    return _depth_of(_brackets(data))
+
+
+def _depth_of(brackets: bytes) -> int:
+    return max(accumulate(memoryview(brackets.translate(_STEP)).cast("b"), initial=0))
+
+
+def _balanced_within(brackets: bytes, limit: int) -> bool:
+    """Whether ``brackets`` pair up completely, nested no deeper than ``limit``.
+
+    Each round takes out every innermost pair ("[]"): a pair goes in the round equal to its
+    height, so ``limit`` rounds empty a balanced sequence exactly when its depth is at most
+    ``limit``. A few short passes instead of a step per bracket; False says nothing more.
+    """
+    for _ in range(limit):
+        if not brackets:
+            return True
+        inner = brackets.replace(b"[]", b"")
+        if len(inner) == len(brackets):
+            return False  # no pair left, yet something is: unbalanced
+        brackets = inner
+    return not brackets
 
 
 def _long_integer(data: bytes, marks: bytes) -> bool:
     """Whether a run of 19 digits or more in ``data`` may be an integer outside a string.
 
-    ``marks`` is ``data`` translated by ``_MARKS`` (every digit a "0"). A run is in a number only
-    if its token, followed back over the bytes a number holds, starts at the document's start
-    or after a bracket, a comma, a colon or white space. After anything else (a letter or a
-    quote, as in a hexadecimal id) the run lies inside a string, or the document is malformed
+    ``marks`` is ``data`` translated by ``_MARKS`` (every digit a "0"). A run is in a number
+    only if its token, followed back over the bytes a number holds, starts at the document's
+    start or after a bracket, a comma, a colon or white space. After anything else (a letter or
+    a quote, as in a hexadecimal id) the run lies inside a string, or the document is malformed
     and either parser refuses it; a token longer than ``_TOKEN_REACH`` counts as a number. The
-    work is linear: each run is followed back at most that far.
+    work is linear: each run is found by a substring search and followed back at most that far.
     """
-    for run in _LONG_RUN_RE.finditer(marks):
-        at = run.start()
+    at = marks.find(_LONG_DIGITS)
+    while at >= 0:
+        found = at
         stop = max(at - _TOKEN_REACH, 0)
         while at > stop and data[at - 1] in _NUMBER_BYTES:
             at -= 1
         if at == 0 or at == stop or data[at - 1] in _BEFORE_NUMBER:
             return True
+        # The next search starts past this window: a longer run is found again further on
+        # (and followed back to the same token), never missed.
+        at = marks.find(_LONG_DIGITS, found + len(_LONG_DIGITS))
     return False
 
 
-def _check_depth(data: bytes, openings: int) -> None:
-    """Refuse ``data`` nested deeper than ``MAX_DEPTH``; ``openings`` counts its "[" and "{"."""
-    if openings <= MAX_DEPTH:
-        return  # too few brackets, even counting those inside strings: the common small body
-    depth = _nesting_depth(data)
-    if depth > MAX_DEPTH:
+def _check_depth(data: bytes, marks: bytes | None = None) -> None:
+    """Refuse ``data`` nested deeper than ``MAX_DEPTH`` (``marks``: see ``_MARKS``, if made).
+
+    A short document is first let through on a count of all its brackets, strings' included: a
+    detail answer has a dozen. A long one (a list page has a thousand) goes straight to the scan.
+    """
+    if len(data) <= _COUNTED:
+        openings = data.count(b"[") + data.count(b"{") if marks is None else marks.count(b"[")
+        if openings <= MAX_DEPTH:
+            return
+    brackets = _brackets(data)
+    if brackets.count(b"[") <= MAX_DEPTH or _balanced_within(brackets, MAX_DEPTH):
+        return  # the usual document: few brackets outside strings, or paired and shallow
+    if _depth_of(brackets) > MAX_DEPTH:
         raise JSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
 
 
@@ -174,16 +217,15 @@ def loads(raw: bytes | bytearray | memoryview | str, *, use_orjson: bool | None 
     if data.startswith(_BOM):
         raise JSONError("JSON text starts with a byte order mark")
     parse = _backend_loads(use_orjson)
-    if parse is _stdlib_loads:
-        _check_depth(data, data.count(b"[") + data.count(b"{"))
-    else:
+    marks = None
+    if parse is not _stdlib_loads:
         # One pass serves both checks orjson needs: digits become "0" (a run of 19 outside a
         # string may be an integer orjson would turn into a float) and "{" becomes "[" (so one
         # count bounds the depth). Lone surrogates orjson refuses itself.
         marks = data.translate(_MARKS)
-        _check_depth(data, marks.count(b"["))
         if _LONG_DIGITS in marks and _long_integer(data, marks):
             parse = _stdlib_loads
+    _check_depth(data, marks)
     try:
         value = parse(data)
     except JSONError:

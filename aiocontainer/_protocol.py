@@ -454,13 +454,17 @@ def read_list_page(
     return page
 
 
+def _entry_at(start: int, index: int) -> str:
+    """Where an entry is, for its error (made only when there is one: most entries are fine)."""
+    return f"list page at offset {start}, entry {index}"
+
+
 def _list_entry(
     entry: Any, start: int, index: int, status: int, secret: str | None, cache: DetailCache | None
 ) -> InstanceDetail:
-    where = f"list page at offset {start}, entry {index}"
     if type(entry) is not dict:
         raise ListEntryError(
-            f"{where}: expected an object, got {type(entry).__name__}",
+            f"{_entry_at(start, index)}: expected an object, got {type(entry).__name__}",
             page_start=start,
             index=index,
             http_status=status,
@@ -469,7 +473,10 @@ def _list_entry(
     if not (isinstance(raw_id, str) and _ID_RE.fullmatch(raw_id)):
         what = "missing" if raw_id is None else "not 1-128 characters from [A-Za-z0-9_-]"
         raise ListEntryError(
-            f"{where}: $.id: {what}", page_start=start, index=index, http_status=status
+            f"{_entry_at(start, index)}: $.id: {what}",
+            page_start=start,
+            index=index,
+            http_status=status,
         )
     try:
         if cache is not None:
@@ -477,7 +484,8 @@ def _list_entry(
         return structure(entry, InstanceDetail)
     except ResponseError as exc:
         failure = ListEntryError(
-            f"{where} (instance {redact(raw_id, secret)}): {redact(str(exc.args[0]), secret)}",
+            f"{_entry_at(start, index)} (instance {redact(raw_id, secret)}): "
+            f"{redact(str(exc.args[0]), secret)}",
             page_start=start,
             index=index,
             instance_id=raw_id,

@@ -63,6 +63,18 @@ def test_deep_objects_and_unclosed_brackets_are_refused(use_orjson: bool) -> Non
         loads(b"[" * 1_000_000, use_orjson=use_orjson)
 
 
+def test_long_documents_are_scanned_for_depth_not_counted(use_orjson: bool) -> None:
+    # Past _COUNTED bytes the brackets are not counted first: a long shallow page with a
+    # thousand of them passes, and a long document nested one level too deep does not.
+    page = json.dumps({"data": [{"id": "x" * 32, "ports": [{"p": [1]}]} for _ in range(400)]})
+    assert len(page) > _json._COUNTED
+    assert loads(page, use_orjson=use_orjson) == json.loads(page)
+    filler = ",".join(["0"] * _json._COUNTED)
+    assert loads(nested(MAX_DEPTH, filler), use_orjson=use_orjson) is not None
+    with pytest.raises(JSONError, match="nested deeper"):
+        loads(nested(MAX_DEPTH + 1, filler), use_orjson=use_orjson)
+
+
 def test_brackets_inside_strings_do_not_count(use_orjson: bool) -> None:
     text = json.dumps({"a": "[" * 500, "b": ['\\"[[[' * 100, "}}}" * 100, "x\\"]})
     assert loads(text, use_orjson=use_orjson) == json.loads(text)
@@ -102,6 +114,44 @@ def reference_depth(data: bytes) -> int:
 def test_the_depth_scan_agrees_with_a_character_by_character_reading(text: str) -> None:
     data = text.encode()
     assert _json._nesting_depth(data) == reference_depth(data)
+
+
+def balanced(brackets: str) -> bool:
+    depth = 0
+    for char in brackets:
+        depth += 1 if char == "[" else -1
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+@settings(deadline=None)
+@given(st.text(alphabet="[]", max_size=300), st.integers(min_value=0, max_value=12))
+def test_peeling_innermost_pairs_finds_exactly_the_balanced_and_shallow(
+    brackets: str, limit: int
+) -> None:
+    expected = balanced(brackets) and reference_depth(brackets.encode()) <= limit
+    assert _json._balanced_within(brackets.encode(), limit) is expected
+
+
+@settings(deadline=None)
+@given(
+    st.integers(min_value=MAX_DEPTH - 3, max_value=MAX_DEPTH + 3),
+    st.lists(st.sampled_from(['"a[{"', "1", "{}", "[[]]", '{"k":[]}', '"\\"']), max_size=6),
+    st.sampled_from(["", "]", "[", "]]", '"']),
+)
+def test_the_depth_check_refuses_exactly_what_nests_too_deep(
+    depth: int, pieces: list[str], tail: str
+) -> None:
+    # Nesting around other values, closed or not (a malformed tail): the check refuses a
+    # document exactly when a character-by-character reading finds it deeper than the bound.
+    inner = ",".join(pieces)
+    data = ("[" * depth + inner + "]" * depth + tail).encode()
+    if reference_depth(data) > MAX_DEPTH:
+        with pytest.raises(JSONError, match="nested deeper"):
+            _json._check_depth(data)
+    else:
+        _json._check_depth(data)
 
 
 # -- numbers ---------------------------------------------------------------------------------------
@@ -158,6 +208,8 @@ def test_integers_beyond_64_bits_stay_exact(use_orjson: bool, text: str) -> None
         ("90440220468796399079", True),
         ('["a:90440220468796399079"]', True),  # looks like a number: the safe side
         ('["' + "1-" * 40 + '90440220468796399079"]', True),  # followed back too far: a number
+        ('["x' + "7" * 50 + '"]', False),  # a run longer than two searches, inside a string
+        ('["x' + "7" * 50 + '", 12345678901234567890]', True),  # then a number after it
     ],
 )
 def test_a_long_run_of_digits_counts_only_where_a_number_can_be(text: str, number: bool) -> None:
