@@ -54,6 +54,7 @@ from aiocontainer.watcher import _COALESCE  # noqa: E402  (how close slots start
 
 TOKEN = "bench-token"
 DETAIL = "/ai/openapi/v2/instance-service/{}/detail"
+LIST = "/ai/openapi/v2/instance-service/task"
 
 
 # -- the simulator process ---------------------------------------------------------------------
@@ -535,13 +536,24 @@ async def sweep_child(
             # The first interval (first observations, the probe of "auto") is not measured.
             await asyncio.sleep(interval)
             requests0 = client.stats.requests
+            before = watcher.stats
             with Meter() as meter:
                 await asyncio.sleep(seconds)
             requests = client.stats.requests - requests0
+            after = watcher.stats
     histories = await fetch_histories(base_url, ids)
     mismatched = sum(not follows(histories[i], chains.get(i, [])) for i in ids)
     intervals = meter.wall / interval
+    pages = after.pages - before.pages
+    lookups = after.detail_polls - before.detail_polls
+    floor = None
+    if mode == "list":
+        rates = (pages / meter.wall, lookups / meter.wall)
+        floor = await bare_sweep(base_url, ids, *rates, seconds=seconds, concurrency=concurrency)
     return {
+        "pages": pages,
+        "lookups": lookups,
+        "bare_cpu_cores": floor,
         "mode": mode,
         "watched": len(ids),
         "interval_s": interval,
@@ -553,6 +565,57 @@ async def sweep_child(
         "missed_or_invented": mismatched,
         "errors": counts["errors"],
     }
+
+
+async def bare_sweep(
+    base_url: str,
+    ids: list[str],
+    page_rate: float,
+    lookup_rate: float,
+    *,
+    seconds: float,
+    concurrency: int,
+) -> float:
+    """CPU cores of a bare aiohttp loop that only fetches and decodes what a list sweep did.
+
+    List pages of 100 from offset 0 to the end and again, ``page_rate`` a second; after each
+    page, the detail lookups owed by then at ``lookup_rate`` a second (of ``ids`` in turn), sent
+    together as a sweep sends the lookups a page calls for. Each body is decoded by orjson (the
+    standard library without it) and nothing more: no validation, no models, no diffing. The
+    floor under list mode's CPU: what the same requests cost before any of the watcher's work.
+    """
+    try:
+        import orjson
+
+        loads: Callable[[bytes], Any] = orjson.loads
+    except ImportError:  # pragma: no cover - the bench installs the speedups extra
+        loads = json.loads
+    headers = {"token": TOKEN}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    tasks: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def lookup(instance_id: str) -> None:
+            async with session.get(base_url + DETAIL.format(instance_id), headers=headers) as r:
+                loads(await r.read())
+
+        with Meter() as meter:
+            began = time.monotonic()
+            start = pages = lookups = 0
+            while (elapsed := time.monotonic() - began) < seconds:
+                params = {"start": str(start), "limit": "100", "sort": "desc"}
+                async with session.get(base_url + LIST, params=params, headers=headers) as r:
+                    count = len(loads(await r.read()).get("data") or ())
+                start = start + count if count else 0
+                pages += 1
+                while lookups < elapsed * lookup_rate:
+                    task = asyncio.ensure_future(lookup(ids[lookups % len(ids)]))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    lookups += 1
+                await asyncio.sleep(max(0.0, began + pages / page_rate - time.monotonic()))
+            await asyncio.gather(*tasks)
+    return meter.cpu / meter.wall
 
 
 def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -893,6 +956,9 @@ def table(results: dict[str, Any]) -> str:
             if label == "all_list":
                 target = "<= 0.02 req/id/interval, <= 0.06 cores, 0 missed/invented"
             rows.append((f"sweep {setting}", cost, target))
+            if bare := r.get("bare_cpu_cores"):
+                floor = f"{bare:.3f} cores (list mode {r['cpu_cores'] / bare:.1f}x)"
+                rows.append(("  bare aiohttp, same pages and lookups, decode only", floor, ""))
         rows.append(("sweep: detail CPU / list CPU", f"{sw['detail_over_list_cpu']:.1f}x", ">= 8x"))
         ratio = f"{sw['auto_over_detail_requests']:.3f}"
         rows.append(("sweep: auto requests / detail requests, few ids", ratio, "<= 1"))
