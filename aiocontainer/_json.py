@@ -72,6 +72,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 # The same copy turns "{" into "[", so that one count gives the brackets that open.
 _MARKS: Final = bytes.maketrans(b"123456789{", b"000000000[")
 _LONG_DIGITS: Final = b"0" * 19
+_ZEROS_RE: Final = re.compile(rb"0*")
 # What a number's digits may follow inside its token, and what may come just before the token.
 _NUMBER_BYTES: Final = frozenset(b"0123456789.eE+-")
 _BEFORE_NUMBER: Final = frozenset(b":[,{ \t\r\n")
@@ -137,19 +138,18 @@ def _long_integer(data: bytes, marks: bytes) -> bool:
     start or after a bracket, a comma, a colon or white space. After anything else (a letter or
     a quote, as in a hexadecimal id) the run lies inside a string, or the document is malformed
     and either parser refuses it; a token longer than ``_TOKEN_REACH`` counts as a number. The
-    work is linear: each run is found by a substring search and followed back at most that far.
+    work is linear: each run is found by a substring search, and followed back at most that far.
     """
     at = marks.find(_LONG_DIGITS)
     while at >= 0:
-        found = at
+        zeros = _ZEROS_RE.match(marks, at)  # "0*" matches at any position
+        end = zeros.end() if zeros is not None else at + len(_LONG_DIGITS)
         stop = max(at - _TOKEN_REACH, 0)
         while at > stop and data[at - 1] in _NUMBER_BYTES:
             at -= 1
         if at == 0 or at == stop or data[at - 1] in _BEFORE_NUMBER:
             return True
-        # The next search starts past this window: a longer run is found again further on
-        # (and followed back to the same token), never missed.
-        at = marks.find(_LONG_DIGITS, found + len(_LONG_DIGITS))
+        at = marks.find(_LONG_DIGITS, end)  # the next run, past the whole of this one
     return False
 
 

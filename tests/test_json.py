@@ -209,6 +209,7 @@ def test_integers_beyond_64_bits_stay_exact(use_orjson: bool, text: str) -> None
         ('["a:90440220468796399079"]', True),  # looks like a number: the safe side
         ('["' + "1-" * 40 + '90440220468796399079"]', True),  # followed back too far: a number
         ('["x' + "7" * 50 + '"]', False),  # a run longer than two searches, inside a string
+        ('["x' + "7" * 200 + '"]', False),  # longer than a token is followed back, all the same
         ('["x' + "7" * 50 + '", 12345678901234567890]', True),  # then a number after it
     ],
 )
