@@ -82,6 +82,14 @@ def test_benchmark_runs_with_tiny_sizes(tmp_path: Path) -> None:
     assert ", aged 120 s" in result.stdout
     assert "list, every 0.5 s, speed 1x" in result.stdout
     assert "<= 0.02 req/id/interval, <= 0.06 cores, 0 missed/invented" in result.stdout
+    # List mode's floor: a bare loop sent as many pages (and lookups) and took some CPU for them.
+    swept = figures["sweep"]["all_list"]
+    assert swept["pages"] > 0 and swept["bare_cpu_cores"] > 0
+    assert figures["sweep"]["all_detail"]["bare_cpu_cores"] is None
+    assert "bare aiohttp, same pages and lookups, decode only" in result.stdout
+    # Each bulk round's own ratio, one per round.
+    assert len(figures["bulk"]["cpu_ratio_per_round"]) == figures["bulk"]["rounds"] == 1
+    assert "each round's own CPU ratio" in result.stdout
 
 
 def test_listing_check_refuses_a_missing_a_doubled_or_an_unknown_id() -> None:

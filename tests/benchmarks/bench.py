@@ -551,7 +551,7 @@ async def sweep_child(
     pages = after.pages - before.pages
     lookups = after.detail_polls - before.detail_polls
     floor = None
-    if mode == "list":
+    if mode == "list" and pages > 0:
         rates = (pages / meter.wall, lookups / meter.wall)
         floor = await bare_sweep(base_url, ids, *rates, seconds=seconds, concurrency=concurrency)
     return {
