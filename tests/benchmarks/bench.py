@@ -12,7 +12,8 @@ Parts:
   decode      envelope parse + InstanceDetail build, stdlib json and orjson, in microseconds
   watch       InstanceWatcher at scale: polls/s vs target, CPU cores, peak RSS, missed changes
   sweep       list sweep vs detail polling (all ids), auto vs detail (1 % of the ids): requests
-              per id per interval, CPU cores, changes missed or invented against the history
+              per id per interval, CPU cores, changes missed or invented against the history;
+              list mode beside a bare aiohttp loop that only fetches and decodes its requests
   listing     list_instances over a whole account whose page cap is below the page size asked
               for: every id once, the requests against the least possible; then under churn
   memory      RSS per watched id
@@ -512,7 +513,8 @@ async def memory_child(base_url: str, count: int) -> dict[str, Any]:
 async def sweep_child(
     base_url: str, seconds: float, interval: float, concurrency: int, mode: str, watched: int
 ) -> dict[str, Any]:
-    """One watcher on the first ``watched`` ids in one sweep mode: requests, CPU, exactness."""
+    """One watcher on the first ``watched`` ids in one sweep mode: requests, CPU, exactness;
+    in list mode, then the CPU of ``bare_sweep`` sending the same pages and lookups."""
     from aiocontainer import InstanceWatcher, StatusChange
 
     ids = instance_ids(base_url)[:watched]
