@@ -100,16 +100,12 @@ def _brackets(data: bytes) -> bytes:
     return marks.translate(_AS_SQUARE)
 
 
-def _nesting_depth(data: bytes) -> int:
-    """The deepest nesting of ``data``'s arrays and objects, brackets inside strings left out.
+def _depth_of(brackets: bytes) -> int:
+    """The deepest nesting of a document whose ``_brackets`` are given.
 
     Without recursion, at C speed. For a document that is valid up to some point the result
     bounds the depth any parser reaches before that point, so it is safe to check before parsing.
     """
-    return _depth_of(_brackets(data))
-
-
-def _depth_of(brackets: bytes) -> int:
     return max(accumulate(memoryview(brackets.translate(_STEP)).cast("b"), initial=0))
 
 

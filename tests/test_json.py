@@ -113,7 +113,7 @@ def reference_depth(data: bytes) -> int:
 @given(st.text(alphabet='"\\[]{}a,', max_size=200))
 def test_the_depth_scan_agrees_with_a_character_by_character_reading(text: str) -> None:
     data = text.encode()
-    assert _json._nesting_depth(data) == reference_depth(data)
+    assert _json._depth_of(_json._brackets(data)) == reference_depth(data)
 
 
 def balanced(brackets: str) -> bool:
