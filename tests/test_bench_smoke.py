@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -22,17 +23,45 @@ def load_bench() -> ModuleType:
     return module
 
 
+#: Every part of the benchmark, in three runs side by side: each waits on its simulator's latency
+#: much of the time, so together they take about half as long as one run of every part.
+GROUPS = ("simulator,bulk,sequential,decode,memory", "watch,otel", "sweep,listing")
+
+
+def run_groups(tmp_path: Path) -> tuple[dict[str, Any], str]:
+    """Run the benchmark with tiny sizes, its parts in ``GROUPS``; the figures and the output."""
+    runs = []
+    for n, parts in enumerate(GROUPS):
+        out = tmp_path / f"results-{n}.json"
+        command = [sys.executable, str(BENCH), "--smoke", "--parts", parts, "--json", str(out)]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        runs.append((process, out))
+    figures: dict[str, Any] = {}
+    printed = []
+    try:
+        for process, out in runs:
+            stdout, stderr = process.communicate(timeout=240)
+            assert process.returncode == 0, stderr[-3000:]
+            figures.update(json.loads(out.read_text()))
+            printed.append(stdout)
+    finally:
+        for process, _ in runs:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    return figures, "\n".join(printed)
+
+
+def test_the_groups_cover_every_part() -> None:
+    default = load_bench().parse_args([]).parts.split(",")
+    grouped = [part for parts in GROUPS for part in parts.split(",")]
+    assert sorted(grouped) == sorted(default)
+
+
 def test_benchmark_runs_with_tiny_sizes(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    figures, stdout = run_groups(tmp_path)
     assert set(figures) >= {
         "simulator",
         "bulk",
@@ -73,23 +102,23 @@ def test_benchmark_runs_with_tiny_sizes(tmp_path: Path) -> None:
     assert churn["never_existed"] == 0
     assert churn["throughout_found"] == churn["existed_throughout"] > 0
     for name in ("wall vs bare aiohttp", "client CPU", "decode + model", "watch", "memory"):
-        assert name in result.stdout
-    assert "all found once" in result.stdout
-    assert "<= 1.15x" in result.stdout
+        assert name in stdout
+    assert "all found once" in stdout
+    assert "<= 1.15x" in stdout
     # The sweep's figures depend on how often instances change: its rows say how fast they do,
     # and how far the simulator's clock was moved on before watching.
     assert (figures["sweep"]["speed"], figures["sweep"]["age"]) == (1.0, 120.0)
-    assert ", aged 120 s" in result.stdout
-    assert "list, every 0.5 s, speed 1x" in result.stdout
-    assert "<= 0.02 req/id/interval, <= 0.06 cores, 0 missed/invented" in result.stdout
+    assert ", aged 120 s" in stdout
+    assert "list, every 0.5 s, speed 1x" in stdout
+    assert "<= 0.02 req/id/interval, <= 0.06 cores, 0 missed/invented" in stdout
     # List mode's floor: a bare loop sent as many pages (and lookups) and took some CPU for them.
     swept = figures["sweep"]["all_list"]
     assert swept["pages"] > 0 and swept["bare_cpu_cores"] > 0
     assert figures["sweep"]["all_detail"]["bare_cpu_cores"] is None
-    assert "bare aiohttp, same pages and lookups, decode only" in result.stdout
+    assert "bare aiohttp, same pages and lookups, decode only" in stdout
     # Each bulk round's own ratio, one per round.
     assert len(figures["bulk"]["cpu_ratio_per_round"]) == figures["bulk"]["rounds"] == 1
-    assert "each round's own CPU ratio" in result.stdout
+    assert "each round's own CPU ratio" in stdout
 
 
 def test_listing_check_refuses_a_missing_a_doubled_or_an_unknown_id() -> None:
