@@ -45,12 +45,12 @@ def test_arbitrary_json_raises_only_our_errors(payload: Any, status: int) -> Non
         parse_whole(status, json.dumps(payload).encode())
 
 
-# Envelopes built around the seed's data: each documented field may be replaced by any JSON
-# value, removed, or joined by unknown keys. Whatever parses must write back exactly.
-data_shapes = st.fixed_dictionaries(
-    {},
-    optional=dict.fromkeys(SEED_DATA, json_values),
-).flatmap(
+# Envelopes built around the seed's data: up to four documented fields replaced by any JSON
+# value, up to five removed, up to three unknown keys joined. Whatever parses must write back
+# exactly. A few replaced fields at a time, not any number: one refused value refuses a document,
+# so with about half the fields replaced few documents parse (41 of 500 in one run, against 95
+# with at most four), and each takes three times as long to draw.
+data_shapes = st.dictionaries(st.sampled_from(sorted(SEED_DATA)), json_values, max_size=4).flatmap(
     lambda replaced: st.builds(
         lambda dropped, extra: {
             **{k: v for k, v in SEED_DATA.items() if k not in dropped},
