@@ -75,6 +75,8 @@ def test_benchmark_runs_with_tiny_sizes(tmp_path: Path) -> None:
     assert figures["bulk"]["ids"] == 200
     assert figures["watch"]["missed"] == 0
     assert figures["watch"]["polls"] > 0
+    # The watcher alternates with the bare pollers: one ratio per round.
+    assert len(figures["watch"]["cpu_ratio_vs_batched_per_round"]) == figures["watch"]["rounds"]
     assert figures["memory"][0]["ids"] == 200
     listing = figures["listing"]
     assert set(listing) >= {
@@ -119,6 +121,7 @@ def test_benchmark_runs_with_tiny_sizes(tmp_path: Path) -> None:
     # Each bulk round's own ratio, one per round.
     assert len(figures["bulk"]["cpu_ratio_per_round"]) == figures["bulk"]["rounds"] == 1
     assert "each round's own CPU ratio" in stdout
+    assert "each round's own ratio to the batched poller" in stdout
 
 
 def test_listing_check_refuses_a_missing_a_doubled_or_an_unknown_id() -> None:
