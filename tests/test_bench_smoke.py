@@ -76,7 +76,9 @@ def test_benchmark_runs_with_tiny_sizes(tmp_path: Path) -> None:
     assert figures["watch"]["missed"] == 0
     assert figures["watch"]["polls"] > 0
     # The watcher alternates with the bare pollers: one ratio per round.
-    assert len(figures["watch"]["cpu_ratio_vs_batched_per_round"]) == figures["watch"]["rounds"]
+    assert figures["watch"]["rounds"] == 2
+    assert len(figures["watch"]["cpu_ratio_vs_batched_per_round"]) == 2
+    assert "(2 rounds)" in stdout
     assert figures["memory"][0]["ids"] == 200
     listing = figures["listing"]
     assert set(listing) >= {

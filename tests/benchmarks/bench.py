@@ -362,7 +362,8 @@ async def watch_child(
     batched one, for ``seconds / rounds`` each, so a drift of the host's speed over the part
     hits all three alike. A watcher's segment is measured from the end of its first interval:
     that round of polls builds every model (a running watcher has done it long before).
-    Figures are medians over the rounds; each round's own ratio is given too.
+    CPU figures are medians over the rounds, each round's own ratio given too; polls, changes
+    and missed changes are summed over the watcher's segments.
     """
     ids = instance_ids(base_url)
     segment = seconds / rounds
@@ -1110,7 +1111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.decode_bodies = 20
         args.simulator_seconds = 0.5
         args.watch_ids, args.watch_interval, args.watch_seconds = 100, 0.5, 1.0
-        args.watch_rounds = 1
+        args.watch_rounds = 2  # more than one, so that a second watcher is checked as well
         args.memory_ids = "200"
         args.listing_ids, args.listing_cap = 300, 7
     if args.listing_ids is None:
