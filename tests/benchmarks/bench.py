@@ -931,6 +931,11 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {versions}"
 
 
+def spread(ratios: list[float]) -> str:
+    """The range of sorted per-round ratios, as the table prints it."""
+    return f"{ratios[0]:.2f}x to {ratios[-1]:.2f}x"
+
+
 def table(results: dict[str, Any]) -> str:
     """The figures as an aligned text table: measure, result, target."""
     rows: list[tuple[str, str, str]] = []
@@ -954,9 +959,8 @@ def table(results: dict[str, Any]) -> str:
             ("bulk: client CPU vs bare aiohttp", f"{b['cpu_ratio']:.2f}x ({cpu})", "<= 1.15x")
         )
         if per_round := b.get("cpu_ratio_per_round"):
-            middle = statistics.median(per_round)
-            spread = f"{per_round[0]:.2f}x to {per_round[-1]:.2f}x, median {middle:.2f}x"
-            rows.append(("  each round's own CPU ratio", spread, ""))
+            middle = f"median {statistics.median(per_round):.2f}x"
+            rows.append(("  each round's own CPU ratio", f"{spread(per_round)}, {middle}", ""))
     if s := results.get("sequential"):
         setting = f"{s['ids']} ids, {s['latency_s'] * 1000:g} ms"
         rates = f"{s['aiocontainer_ids_per_s']:.0f} vs {s['ids_per_s']:.1f} ids/s"
@@ -989,8 +993,7 @@ def table(results: dict[str, Any]) -> str:
             target = "<= 1.15x" if key == "batched_bare_poller" else ""
             rows.append((f"  bare aiohttp poller, same rate, {label}", versus, target))
         if per_round := w.get("cpu_ratio_vs_batched_per_round"):
-            spread = f"{per_round[0]:.2f}x to {per_round[-1]:.2f}x"
-            rows.append(("  each round's own ratio to the batched poller", spread, ""))
+            rows.append(("  each round's own ratio to the batched poller", spread(per_round), ""))
         rows.append(("watch: peak RSS", f"{w['peak_rss_mib']:.0f} MiB", "<= 150 MiB"))
         seen = f"{w['missed']} / {w['delivered']} ({w['skipped']})"
         rows.append(("watch: missed / delivered changes (skipped)", seen, "0 missed"))
