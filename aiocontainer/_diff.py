@@ -103,7 +103,13 @@ def advance(
     emit_initial: bool = True,
     instance_id: str | None = None,
 ) -> tuple[Snapshot, StatusChange | None]:
-    """The new state after observing ``detail``, and the change to emit, if any."""
+    """The new state after observing ``detail``, and the change to emit, if any.
+
+    When ``detail`` is the very detail ``previous`` holds (a cache handed back the object read
+    before), ``previous`` itself is the new state: a watched id costs no new object per poll.
+    """
+    if previous is not None and previous.detail is detail:
+        return previous, None  # same object, so same status: no change
     if previous is None and not emit_initial:
         return Snapshot(status=detail.status, seq=0, detail=detail), None
     change = diff(previous, detail, observed_at=observed_at, instance_id=instance_id)

@@ -62,7 +62,8 @@ class Rotation(Generic[_O]):
         self._stale = 0
         # Slots started since the loop last yielded while it was behind (see ``_sleep_until``).
         self._unyielded = 0
-        self._polls: set[asyncio.Task[None]] = set()
+        # The polls in flight, each with its entry (read back by one shared done callback).
+        self._polls: dict[asyncio.Task[None], Entry] = {}
         self._task: asyncio.Task[None] | None = None
         self._added = asyncio.Event()
         # Cleared while another way of observing (a list sweep) stands in for the rotation.
@@ -140,15 +141,14 @@ class Rotation(Generic[_O]):
         """Start a poll of ``entry`` now."""
         task = asyncio.get_running_loop().create_task(self._poll(entry))
         entry.poll = task
-        self._polls.add(task)
+        self._polls[task] = entry
+        task.add_done_callback(self._poll_done)
 
-        def done(task: asyncio.Task[None]) -> None:
-            # Also reached by a poll cancelled before it started, whose body never ran.
-            if entry.poll is task:
-                entry.poll = None
-            self._polls.discard(task)
-
-        task.add_done_callback(done)
+    def _poll_done(self, task: asyncio.Task[None]) -> None:
+        # Also reached by a poll cancelled before it started, whose body never ran.
+        entry = self._polls.pop(task)
+        if entry.poll is task:
+            entry.poll = None
 
     async def _poll(self, entry: Entry) -> None:
         try:

@@ -75,7 +75,14 @@ def _refusal(instance_id: str, detail: InstanceDetail) -> ResponseError | None:
 def _lookup_with(
     client: PollingClient, cache: DetailCache
 ) -> Callable[[str], Awaitable[InstanceDetail]]:
-    """``client.get_instance``, given ``cache`` when it takes one (``ContainerClient`` does)."""
+    """``client.get_instance``, given ``cache`` when it takes one (``ContainerClient`` does).
+
+    A client with a ``_checked_lookup(cache)`` (``ContainerClient``) gives the lookup itself: the
+    watcher checked every id it holds when it was added, so it need not be checked again.
+    """
+    checked = getattr(client, "_checked_lookup", None)
+    if checked is not None:
+        return cast(Callable[[str], Awaitable[InstanceDetail]], checked(cache))
     get = client.get_instance
     try:
         takes = "cache" in inspect.signature(get).parameters

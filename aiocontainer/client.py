@@ -13,6 +13,7 @@ The HTTP exchange itself (session, slots, rate limit, base URLs, bodies, foreign
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl as _ssl
 import time
@@ -25,7 +26,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 import aiohttp
 import attrs
@@ -61,6 +62,7 @@ __all__ = ["ClientStats", "ContainerClient", "Result", "TokenProvider"]
 _log = logging.getLogger("aiocontainer")
 
 _T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
 
 _FOREIGN_ERRORS: Final = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 _DEFAULT_REFRESH_MARGIN: Final = 60.0
@@ -86,17 +88,38 @@ class _Cancelled:
 
 _LEADER_CANCELLED: Final = _Cancelled()
 _Outcome: TypeAlias = tuple[InstanceDetail | None, AiocontainerError | None] | _Cancelled
-#: Turns one answer (status, headers, body, the token to blank out) into a result, or raises
-#: the one error it amounts to.
-_Reader: TypeAlias = Callable[[int, Mapping[str, str], bytes, str], _T]
 _Filters: TypeAlias = tuple[tuple[str, str], ...]
 _Cache: TypeAlias = DetailCache | None
 
 
-def _list_reader(start: int, cache: _Cache) -> _Reader[ListPage]:
-    """Reads the answer to a list request for the page at ``start``."""
-    return lambda status, headers, raw, secret: read_list_page(
-        status, headers, raw, start, secret=secret, cache=cache
+class _Reader(Protocol[_T_co]):
+    """Turns one answer into a result, or raises the one error it amounts to. Readers are
+    ``functools.partial`` objects of ``_protocol``'s functions: a call is one Python frame."""
+
+    def __call__(
+        self, status: int, headers: Mapping[str, str], body: bytes, *, secret: str
+    ) -> _T_co: ...
+
+
+def _check_options(given: Mapping[str, Any]) -> None:
+    """``ValueError`` for the first option of ``ContainerClient(...)`` that is out of range."""
+    require(given["concurrency"] >= 1, "concurrency must be at least 1")
+    require(given["timeout"] > 0, "timeout must be positive")
+    require(given["max_attempts"] >= 1, "max_attempts must be at least 1")
+    require(given["max_retry_time"] >= 0, "max_retry_time must not be negative")
+    rate_limit, ssl = given["rate_limit"], given["ssl"]
+    require(rate_limit is None or rate_limit > 0, "rate_limit must be positive")
+    require(
+        given["backoff_factor"] >= 0 and given["backoff_max"] >= 0,
+        "backoff times must not be negative",
+    )
+    require(given["max_body_bytes"] > 0, "max_body_bytes must be positive")
+    require(given["refresh_margin"] >= 0, "refresh_margin must not be negative")
+    require(ssl is None or isinstance(ssl, _ssl.SSLContext), "ssl must be an SSLContext")
+    # A borrowed session has its own trace configs; silently ignoring these would hide it.
+    require(
+        given["session"] is None or not given["trace_configs"],
+        "trace_configs need the client's own session",
     )
 
 
@@ -139,17 +162,7 @@ class ContainerClient:
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         urls = ai_base_urls(base_url)
-        require(concurrency >= 1, "concurrency must be at least 1")
-        require(timeout > 0, "timeout must be positive")
-        require(max_attempts >= 1, "max_attempts must be at least 1")
-        require(max_retry_time >= 0, "max_retry_time must not be negative")
-        require(rate_limit is None or rate_limit > 0, "rate_limit must be positive")
-        require(backoff_factor >= 0 and backoff_max >= 0, "backoff times must not be negative")
-        require(max_body_bytes > 0, "max_body_bytes must be positive")
-        require(refresh_margin >= 0, "refresh_margin must not be negative")
-        require(ssl is None or isinstance(ssl, _ssl.SSLContext), "ssl must be an SSLContext")
-        # A borrowed session has its own trace configs; silently ignoring these would hide it.
-        require(session is None or not trace_configs, "trace_configs need the client's own session")
+        _check_options(locals())
         self._concurrency = concurrency
         self._timeout_seconds = timeout
         self._max_attempts = max_attempts
@@ -242,9 +255,17 @@ class ContainerClient:
         self._ensure_open()
         return await self._get_valid(validate_instance_id(instance_id), cache)
 
+    def _checked_lookup(self, cache: _Cache) -> Callable[[str], Awaitable[InstanceDetail]]:
+        """``get_instance`` with ``cache`` for ids already checked (the watcher's): without the
+        check when ``get_instance`` is this class's own, through an override otherwise."""
+        if type(self).get_instance is ContainerClient.get_instance:
+            return functools.partial(self._get_valid, cache=cache)
+        return functools.partial(self.get_instance, cache=cache)
+
     async def _get_valid(self, instance_id: str, cache: _Cache = None) -> InstanceDetail:
         """``get_instance`` for a valid id: join a lookup in flight or lead one (inline, not a
         call: every frame between caller and socket is crossed again at each resume)."""
+        self._ensure_open()
         while (joined := self._inflight.get(instance_id)) is not None:
             outcome = await asyncio.shield(joined)
             if isinstance(outcome, _Cancelled):
@@ -261,9 +282,7 @@ class ContainerClient:
             detail = await self._fetch(
                 DETAIL_PATH.format(id=instance_id),
                 None,
-                lambda status, headers, body, secret: read_detail(
-                    status, headers, body, instance_id, secret=secret, cache=cache
-                ),
+                functools.partial(read_detail, asked_id=instance_id, cache=cache),
                 instance_id=instance_id,
                 label=f"instance {instance_id}",
             )
@@ -310,7 +329,7 @@ class ContainerClient:
                         path, params, body, token, instance_id, label
                     )
                     lookup.answered(status)
-                    return reader(status, headers, raw, token.reveal())
+                    return reader(status, headers, raw, secret=token.reveal())
                 except AiocontainerError as exc:
                     failure = exc
                 remaining = deadline - self._clock()
@@ -382,7 +401,7 @@ class ContainerClient:
         return await self._fetch(
             LIST_PATH,
             params,
-            _list_reader(start, cache),
+            functools.partial(read_list_page, start=start, cache=cache),
             instance_id=None,
             label=f"list page at offset {start}",
             body=body,

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from typing import Any
 
 import pytest
 
-from aiocontainer import _paging, _protocol
+from aiocontainer import ContainerClient, _paging, _protocol
 from aiocontainer._json import fingerprint
 from aiocontainer._paging import DetailCache, ListPage
 from aiocontainer._protocol import read_detail, read_list_page
 from aiocontainer._tracker import _lookup_with
-from aiocontainer.errors import AiocontainerError, ListEntryError, ResponseError
+from aiocontainer.errors import (
+    AiocontainerError,
+    ClientClosedError,
+    ListEntryError,
+    ResponseError,
+)
 from tests.conftest import seed_envelope
 
 needs_orjson = pytest.mark.skipif(
@@ -288,3 +294,22 @@ async def test_the_watcher_gives_its_cache_only_to_a_client_that_takes_one() -> 
     await _lookup_with(Taking(), cache)("a")
     await _lookup_with(Plain(), cache)("b")
     assert asked == [("a", cache), ("b", "no cache")]
+
+
+async def test_the_watcher_asks_a_container_client_without_checking_ids_again() -> None:
+    class Overriding(ContainerClient):
+        async def get_instance(self, instance_id: str, *, cache: Any = None) -> Any:
+            return ("overridden", instance_id, cache)
+
+    cache = DetailCache()
+    async with ContainerClient("http://127.0.0.1:9", token="t") as client:
+        lookup = _lookup_with(client, cache)
+        # The ids a watcher holds were checked when added: the lookup skips that check...
+        assert isinstance(lookup, functools.partial)
+        assert (lookup.func, lookup.keywords) == (client._get_valid, {"cache": cache})
+    # ...and still refuses a closed client before anything else happens.
+    with pytest.raises(ClientClosedError):
+        await lookup("a1")
+    # A subclass that replaces get_instance is asked through it.
+    async with Overriding("http://127.0.0.1:9", token="t") as mine:
+        assert await _lookup_with(mine, cache)("a1") == ("overridden", "a1", cache)

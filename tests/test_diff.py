@@ -166,6 +166,19 @@ def test_advance_records_every_observation_and_counts_changes() -> None:
     assert state == Snapshot(status=R, seq=2)
 
 
+def test_the_same_detail_object_again_keeps_the_same_state() -> None:
+    # A cache hands back the detail read before: no new state object, no change.
+    seen = detail(R)
+    state, _ = advance(None, seen, observed_at=AT)
+    again, change = advance(state, seen, observed_at=AT)
+    assert again is state and change is None
+    # An equal detail that is another object is still recorded as the latest one.
+    equal = detail(R)
+    later, change = advance(state, equal, observed_at=AT)
+    assert change is None and later is not state and later.detail is equal
+    assert (later.status, later.seq) == (state.status, state.seq)
+
+
 def test_advance_without_emit_initial_records_silently_at_seq_zero() -> None:
     state, change = advance(None, detail(W), observed_at=AT, emit_initial=False)
     assert change is None

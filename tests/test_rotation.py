@@ -75,3 +75,39 @@ async def test_a_rotation_behind_with_slots_far_apart_yields_at_every_slot() -> 
     assert catch_up_group(5.0 / 100) == 1
     seen = await run_counting_yields(rotation, fetched, 60)
     assert 58 <= seen <= 62, seen
+
+
+async def test_a_poll_that_ends_in_any_way_leaves_its_entry_free_and_nothing_kept() -> None:
+    applied: list[str] = []
+    release = asyncio.Event()
+
+    async def fetch(instance_id: str) -> str:
+        await release.wait()
+        return instance_id
+
+    rotation: Rotation[str] = Rotation(
+        SchedulePolicy(interval=1.0, jitter=0.0),
+        clock=lambda: 0.0,
+        sleep=asyncio.sleep,
+        rand=lambda: 0.0,
+        fetch=fetch,
+        apply=lambda entry, outcome: applied.append(outcome),
+        wanted=lambda entry: True,
+        tick=lambda: None,
+    )
+    done, cancelled_early, cancelled_late = rotation.add(["a", "b", "c"], lambda i: None)
+    for entry in (done, cancelled_early, cancelled_late):
+        rotation.launch(entry)
+    assert all(entry.poll is not None for entry in (done, cancelled_early, cancelled_late))
+    # One poll is cancelled before its body ever ran, one while it waits for its answer.
+    assert isinstance(cancelled_early.poll, asyncio.Task)
+    cancelled_early.poll.cancel()
+    await asyncio.sleep(0)
+    assert isinstance(cancelled_late.poll, asyncio.Task)
+    cancelled_late.poll.cancel()
+    release.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert applied == ["a"]
+    assert (done.poll, cancelled_early.poll, cancelled_late.poll) == (None, None, None)
+    await rotation.halt()  # no poll is left to cancel or wait for
