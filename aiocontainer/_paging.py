@@ -75,11 +75,13 @@ class DetailCache:
     - a page whose body is byte for byte the one last read at its offset comes back as the
       same ``ListPage``, without being parsed (a page with a bad entry is never kept); so does
       the detail of an answer to ``get_instance`` that is the one last read for its id;
-    - in any other page, an entry whose JSON is the same as when its id was last read comes
-      back as the detail built then (the very same object), without being checked again;
+    - in any other page or detail answer, an entry (a detail answer's ``data``) whose JSON is
+      the same as when its id was last read comes back as the detail built then (the very
+      same object), without being checked again;
     - an entry whose JSON differs only in ``duration`` or ``remainingTime`` (a running
       instance's clock) comes back as a new detail: those two values are read and checked as a
-      build checks them, every other field is taken from the detail kept for its id;
+      build checks them, every other field is taken from the detail kept for its id (its
+      mounts and ports are the same objects);
     - every other entry is built as without a cache and replaces what was kept for its id.
 
     Bodies are compared by hash, entries by a hash of their JSON re-encoded by orjson (both

@@ -292,8 +292,10 @@ def read_detail(
         if known is not None:
             return known
     data = parse_detail_response(status, body, instance_id=asked_id, secret=secret, headers=headers)
-    detail = model_from(data, status, headers, asked_id, secret)
+    detail = model_from(data, status, headers, asked_id, secret, cache)
     if detail.id != asked_id and detail.id.lower() != asked_id.lower():
+        if cache is not None:
+            cache.forget(asked_id)
         raise ResponseError(
             f"asked for instance {asked_id}, the answer describes {detail.id[:40]!r}",
             http_status=status,
@@ -311,12 +313,17 @@ def model_from(
     headers: Mapping[str, str] | None,
     instance_id: str | None,
     secret: str | None,
+    cache: DetailCache | None = None,
 ) -> InstanceDetail:
     """The model built from ``data``, or a ``ResponseError`` naming the bad fields.
 
-    The converter's message may quote a value the server sent, so the token is blanked out.
+    With a ``cache`` and an ``instance_id``, data that differs from what was last read for the
+    id only in its clock values is not built again (``DetailCache.detail_of``). The converter's
+    message may quote a value the server sent, so the token is blanked out.
     """
     try:
+        if cache is not None and instance_id is not None:
+            return cache.detail_of(data, instance_id)
         return structure(data, InstanceDetail)
     except ResponseError as exc:
         failure = ResponseError(

@@ -7,9 +7,10 @@ import json
 import random
 from typing import Any
 
+import attrs
 import pytest
 
-from aiocontainer import ContainerClient, _paging, _protocol
+from aiocontainer import ContainerClient, _paging
 from aiocontainer._json import fingerprint
 from aiocontainer._paging import DetailCache, ListPage
 from aiocontainer._protocol import read_detail, read_list_page
@@ -239,8 +240,8 @@ def detail_body(data: Any, code: str = "0") -> bytes:
 
 @pytest.fixture
 def detail_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The detail answers built."""
-    return counting_builds(monkeypatch, _protocol)
+    """The detail answers built (with a cache, through it)."""
+    return counting_builds(monkeypatch, _paging)
 
 
 def test_the_same_answer_for_the_same_id_is_the_same_detail(detail_builds: list[str]) -> None:
@@ -254,7 +255,7 @@ def test_the_same_answer_for_the_same_id_is_the_same_detail(detail_builds: list[
     # Another id with the same bytes is read (and refused: the answer names another instance).
     with pytest.raises(ResponseError, match="asked for instance b"):
         read_detail(200, {}, raw, "b", cache=cache)
-    assert repr(cache) == "DetailCache(0 details, 1 answers, 0 pages)"
+    assert repr(cache) == "DetailCache(1 details, 1 answers, 0 pages)"
     cache.forget("A")
     read_detail(200, {}, detail_body(entry("a", cpuNumber=9)), "a", cache=cache)
     assert detail_builds == ["a", "a", "a", "a"]  # "b" read the body again; "a" too, forgotten
@@ -271,12 +272,37 @@ def test_the_same_answer_for_the_same_id_is_the_same_detail(detail_builds: list[
 )
 def test_a_bad_answer_is_an_error_every_time_and_nothing_is_kept(raw: bytes) -> None:
     cache = DetailCache()
-    read_detail(200, {}, detail_body(entry("a")), "a", cache=cache)
+    good = detail_body(entry("a"))
+    first = read_detail(200, {}, good, "a", cache=cache)
     for _ in range(2):
         with pytest.raises(AiocontainerError):
             read_detail(200, {}, raw, "a", cache=cache)
     # The good answer is still the one kept: a bad one in between replaced nothing.
-    assert repr(cache) == "DetailCache(0 details, 1 answers, 0 pages)"
+    assert read_detail(200, {}, good, "a", cache=cache) is first
+    assert repr(cache).endswith(" 1 answers, 0 pages)")
+
+
+@needs_orjson
+def test_a_detail_answer_whose_clock_moved_is_patched_not_built(detail_builds: list[str]) -> None:
+    cache = DetailCache()
+    running = {
+        "status": "Running",
+        "duration": "1:00:00",
+        "remainingTime": "2:00:00",
+        "mountInfoList": [{"sourcePath": "/public/home/u", "type": "nfs"}],
+    }
+    first = read_detail(200, {}, detail_body(entry("a", **running)), "a", cache=cache)
+    later = {**running, "duration": "1:00:05", "remainingTime": "1:59:55"}
+    second = read_detail(200, {}, detail_body(entry("a", **later)), "a", cache=cache)
+    assert detail_builds == ["a"]  # the second answer was patched
+    assert (second.duration, second.remaining_time) == ("1:00:05", "1:59:55")
+    assert first.mount_info_list and second.mount_info_list is first.mount_info_list
+    assert second == attrs.evolve(first, duration="1:00:05", remaining_time="1:59:55")
+    # Anything else that moved is a full build, and a bad clock value is refused as ever.
+    read_detail(200, {}, detail_body(entry("a", **later, cpuNumber=9)), "a", cache=cache)
+    assert detail_builds == ["a", "a"]
+    with pytest.raises(ResponseError, match="duration"):
+        read_detail(200, {}, detail_body(entry("a", **{**later, "duration": 5})), "a", cache=cache)
 
 
 async def test_the_watcher_gives_its_cache_only_to_a_client_that_takes_one() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aiocontainer import _protocol
+from aiocontainer import _paging
 from aiocontainer import watcher as watcher_module
 from aiocontainer.client import ContainerClient
 from aiocontainer.errors import InstanceGoneError, WaitFailedError, WaitTimeoutError
@@ -290,7 +290,7 @@ async def test_answers_that_did_not_change_are_not_read_again(
     small_sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Detail mode: a frozen instance answers the same bytes, built once; a change is read."""
-    built = counting_builds(monkeypatch, _protocol)
+    built = counting_builds(monkeypatch, _paging)  # with the watcher's cache, built there
     ids = list(small_sim.instance_ids)
     async with client_for(small_sim) as client:
         watcher = InstanceWatcher(client, ids, interval=0.1, terminal_interval=0.1, sweep="detail")
