@@ -221,7 +221,7 @@ class Tracker:
         """Whether this id is polled at all now; dormant and unwanted ids cost no wake-up."""
         if entry.instance_id in self._waits:
             return True
-        return self._life.phase is Phase.RUNNING and not entry.dormant and not self.sweeping
+        return self._life.phase is Phase.RUNNING and not entry.dormant and not self._sweeping
 
     def due_count(self) -> int:
         """How many ids a round of the rotation would poll by detail (the dormant ones not)."""
@@ -310,7 +310,10 @@ class Tracker:
         listed, later = entry.listed, entry.listed_later
         entry.listed = entry.listed_later = ()
         if isinstance(outcome, InstanceDetail):
-            refused = _refusal(entry.instance_id, outcome)
+            state = entry.state
+            # The detail kept from the last poll (a cache gave it back) was accepted then.
+            accepted = state is not None and state.detail is outcome
+            refused = None if accepted else _refusal(entry.instance_id, outcome)
             if refused is None:
                 if listed or later:  # what the list showed on the way is reported first
                     known = None if entry.state is None else entry.state.status
@@ -347,11 +350,12 @@ class Tracker:
             emit_initial=self._emit_initial if emit_initial is None else emit_initial,
             instance_id=entry.instance_id,
         )
+        terminal = detail.is_terminal
         self.health.observed(
-            entry.instance_id, at=observed_at, status=detail.status, terminal=detail.is_terminal
+            entry.instance_id, at=observed_at, status=detail.status, terminal=terminal
         )
-        after_success(entry, self._policy, terminal=detail.is_terminal)
-        if detail.is_terminal:
+        after_success(entry, self._policy, terminal=terminal)
+        if terminal:
             self.unsettled.discard(entry.instance_id)
         else:
             self.unsettled.add(entry.instance_id)
