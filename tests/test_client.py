@@ -344,15 +344,19 @@ async def test_closing_never_warns_even_without_requests(server: ScriptedServer)
 
 
 def test_bad_options_are_refused() -> None:
-    for options in (
-        {"concurrency": 0},
-        {"timeout": 0},
-        {"max_attempts": 0},
-        {"max_retry_time": -1},
-        {"rate_limit": 0},
-        {"ssl": False},
+    for options, named in (
+        ({"concurrency": 0}, "concurrency"),
+        ({"timeout": 0}, "timeout"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_retry_time": -1}, "max_retry_time"),
+        ({"rate_limit": 0}, "rate_limit"),
+        ({"ssl": False}, "ssl"),
+        ({"backoff_factor": -1}, "backoff"),
+        ({"backoff_max": -0.5}, "backoff"),
+        ({"max_body_bytes": 0}, "max_body_bytes"),
+        ({"refresh_margin": -1}, "refresh_margin"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=named):
             ContainerClient("http://127.0.0.1:1", token="t", **options)
     with pytest.raises(TypeError):
         ContainerClient("http://127.0.0.1:1", token=123)  # type: ignore[arg-type]
