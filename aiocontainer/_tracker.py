@@ -78,11 +78,13 @@ def _lookup_with(
     """``client.get_instance``, given ``cache`` when it takes one (``ContainerClient`` does).
 
     A client with a ``_checked_lookup(cache)`` (``ContainerClient``) gives the lookup itself: the
-    watcher checked every id it holds when it was added, so it need not be checked again.
+    watcher checked every id it holds when it was added, so it need not be checked again. It
+    gives None when a subclass replaced ``get_instance``, which is then called as any other.
     """
     checked = getattr(client, "_checked_lookup", None)
-    if checked is not None:
-        return cast(Callable[[str], Awaitable[InstanceDetail]], checked(cache))
+    lookup = None if checked is None else checked(cache)
+    if lookup is not None:
+        return cast(Callable[[str], Awaitable[InstanceDetail]], lookup)
     get = client.get_instance
     try:
         takes = "cache" in inspect.signature(get).parameters
@@ -316,7 +318,7 @@ class Tracker:
             refused = None if accepted else _refusal(entry.instance_id, outcome)
             if refused is None:
                 if listed or later:  # what the list showed on the way is reported first
-                    known = None if entry.state is None else entry.state.status
+                    known = None if state is None else state.status
                     passed, later = weigh(known, outcome.status, listed, later)
                     for shown in passed:
                         self._observed(entry, shown, emit_initial=emit_initial)

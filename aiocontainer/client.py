@@ -255,12 +255,12 @@ class ContainerClient:
         self._ensure_open()
         return await self._get_valid(validate_instance_id(instance_id), cache)
 
-    def _checked_lookup(self, cache: _Cache) -> Callable[[str], Awaitable[InstanceDetail]]:
-        """``get_instance`` with ``cache`` for ids already checked (the watcher's): without the
-        check when ``get_instance`` is this class's own, through an override otherwise."""
-        if type(self).get_instance is ContainerClient.get_instance:
-            return functools.partial(self._get_valid, cache=cache)
-        return functools.partial(self.get_instance, cache=cache)
+    def _checked_lookup(self, cache: _Cache) -> Callable[[str], Awaitable[InstanceDetail]] | None:
+        """``get_instance`` with ``cache`` for ids already checked (the watcher's), without the
+        check; None when a subclass replaces ``get_instance`` (then that is what is called)."""
+        if type(self).get_instance is not ContainerClient.get_instance:
+            return None
+        return functools.partial(self._get_valid, cache=cache)
 
     async def _get_valid(self, instance_id: str, cache: _Cache = None) -> InstanceDetail:
         """``get_instance`` for a valid id: join a lookup in flight or lead one (inline, not a

@@ -327,6 +327,10 @@ async def test_the_watcher_asks_a_container_client_without_checking_ids_again() 
         async def get_instance(self, instance_id: str, *, cache: Any = None) -> Any:
             return ("overridden", instance_id, cache)
 
+    class OverridingWithoutCache(ContainerClient):
+        async def get_instance(self, instance_id: str) -> Any:  # type: ignore[override]
+            return ("overridden", instance_id, "no cache")
+
     cache = DetailCache()
     async with ContainerClient("http://127.0.0.1:9", token="t") as client:
         lookup = _lookup_with(client, cache)
@@ -336,6 +340,8 @@ async def test_the_watcher_asks_a_container_client_without_checking_ids_again() 
     # ...and still refuses a closed client before anything else happens.
     with pytest.raises(ClientClosedError):
         await lookup("a1")
-    # A subclass that replaces get_instance is asked through it.
+    # A subclass that replaces get_instance is asked through it, with the cache if it takes one.
     async with Overriding("http://127.0.0.1:9", token="t") as mine:
         assert await _lookup_with(mine, cache)("a1") == ("overridden", "a1", cache)
+    async with OverridingWithoutCache("http://127.0.0.1:9", token="t") as other:
+        assert await _lookup_with(other, cache)("a1") == ("overridden", "a1", "no cache")
