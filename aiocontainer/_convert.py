@@ -315,6 +315,8 @@ _REFUSE: dict[Any, str] = {
 }
 
 _BUILDERS: dict[type[Any], Callable[[Any], Any]] = {}
+#: Defaults a builder may share between objects when their factory always gives the same one.
+_IMMUTABLE: frozenset[type[Any]] = frozenset({frozenset, tuple, MappingProxyType})
 
 
 def _read_field(
@@ -414,8 +416,15 @@ def _generate(cls: type[Any], patched: frozenset[str] | None) -> Callable[..., A
         elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
             if field.default.takes_self:
                 return None
-            names[f"default{index}"] = field.default.factory
-            make.append(f"set{index}(obj, default{index}())")
+            factory = field.default.factory
+            shared = factory()
+            if type(shared) in _IMMUTABLE and factory() is shared:
+                # The factory hands every object the same immutable value: no call per object.
+                names[f"default{index}"] = shared
+                make.append(f"set{index}(obj, default{index})")
+            else:
+                names[f"default{index}"] = factory
+                make.append(f"set{index}(obj, default{index}())")
         else:
             return None  # a bookkeeping field without a factory: not an API model's shape
     if patched is None:

@@ -183,6 +183,10 @@ def _stdlib_loads(data: bytes) -> Any:
     return json.loads(text, parse_float=_finite_float, parse_constant=_refuse_constant)
 
 
+#: The decoder used unless one is asked for.
+_DEFAULT_LOADS: Final = _orjson_loads or _stdlib_loads
+
+
 def _describe(exc: Exception) -> str:
     if isinstance(exc, UnicodeError):
         return "JSON text is not valid UTF-8"
@@ -209,10 +213,10 @@ def loads(raw: bytes | bytearray | memoryview | str, *, use_orjson: bool | None 
     ``use_orjson`` forces a backend (``False``: the standard library; ``True``: orjson, which
     must be installed); by default orjson is used when it is installed.
     """
-    data = _as_bytes(raw)
+    data = raw if type(raw) is bytes else _as_bytes(raw)
     if data.startswith(_BOM):
         raise JSONError("JSON text starts with a byte order mark")
-    parse = _backend_loads(use_orjson)
+    parse = _DEFAULT_LOADS if use_orjson is None else _backend_loads(use_orjson)
     marks = None
     if parse is not _stdlib_loads:
         # One pass serves both checks orjson needs: digits become "0" (a run of 19 outside a
@@ -237,7 +241,7 @@ def loads(raw: bytes | bytearray | memoryview | str, *, use_orjson: bool | None 
 
 def _backend_loads(use_orjson: bool | None) -> Callable[[bytes], Any]:
     if use_orjson is None:
-        return _orjson_loads or _stdlib_loads
+        return _DEFAULT_LOADS
     if use_orjson:
         if _orjson_loads is None:
             raise RuntimeError("orjson is not installed")

@@ -34,6 +34,7 @@ from aiocontainer._lifecycle import Lifecycle, Phase
 from aiocontainer._paging import DetailCache
 from aiocontainer._rotation import Rotation
 from aiocontainer._schedule import Entry, SchedulePolicy, after_failure, after_success
+from aiocontainer._slots import Slots
 from aiocontainer._sweep import Listed, classify, weigh
 from aiocontainer._telemetry import log_fields
 from aiocontainer._waits import WaitRegistry
@@ -107,6 +108,18 @@ class Passes(Protocol):
         ...
 
 
+def _log_client_bug(instance_id: str, exc: Exception) -> None:
+    """A poll raised what is not an ``AiocontainerError``: a bug in the client, not a failed
+    lookup. Its traceback is logged, and the watcher keeps watching."""
+    log.error(
+        "polling instance %s raised %s, which is not an AiocontainerError",
+        instance_id,
+        type(exc).__name__,
+        exc_info=exc,
+        extra=log_fields(instance_id=instance_id),
+    )
+
+
 class Tracker:
     """The watched entries, their rotation, and what each poll's outcome does to them."""
 
@@ -132,7 +145,7 @@ class Tracker:
         self.policy = self._policy = policy
         self.clock = clock
         self.sleep = sleep
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = Slots(concurrency)
         self._emit_initial = emit_initial
         self._clock = clock
         self._now = now
@@ -286,20 +299,18 @@ class Tracker:
 
     async def _fetch(self, instance_id: str) -> InstanceDetail | Exception:
         self.health.polled(instance_id)
+        slots = self._slots
         try:
-            async with self._slots:
+            if not slots.take_now():
+                await slots.take()
+            try:
                 return await self._get(instance_id)
+            finally:
+                slots.give()
         except AiocontainerError as exc:
             return exc
         except Exception as exc:
-            # A bug in the client, not a failed lookup: keep its traceback, keep watching.
-            log.error(
-                "polling instance %s raised %s, which is not an AiocontainerError",
-                instance_id,
-                type(exc).__name__,
-                exc_info=exc,
-                extra=log_fields(instance_id=instance_id),
-            )
+            _log_client_bug(instance_id, exc)
             return exc
 
     def _apply(

@@ -22,6 +22,7 @@ from typing import Any, Final, TypeAlias
 import aiohttp
 from yarl import URL
 
+from aiocontainer._slots import Slots
 from aiocontainer._telemetry import endpoint_of, error_fields, log_fields
 from aiocontainer._tokens import Secret, leaks, mentions, redact
 from aiocontainer._version import __version__
@@ -87,7 +88,7 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = Slots(concurrency)
         self._limiter: Any = None
         #: HTTP requests sent (each attempt counts).
         self.requests = 0
@@ -144,7 +145,10 @@ class Transport:
         using = self._current
         url = URL(self.base_urls[using] + path, encoded=True)
         failure: AiocontainerError | None = None
-        async with self._slots:
+        slots = self._slots
+        if not slots.take_now():
+            await slots.take()
+        try:
             if self._rate_limit is not None:
                 await self._rate_limiter().acquire()
             started = time.perf_counter()
@@ -171,6 +175,8 @@ class Transport:
             except _FOREIGN_ERRORS as exc:
                 failure = self._transport_error(exc, instance_id, label, token)
                 self._fail_over(using)
+        finally:
+            slots.give()
         if failure is not None:
             # Raised outside the except block so the foreign exception is not kept as __context__.
             if _log.isEnabledFor(logging.DEBUG):

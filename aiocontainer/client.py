@@ -185,7 +185,8 @@ class ContainerClient:
             trace_configs=trace_configs,
         )
         self._closed = False
-        self._inflight: dict[str, asyncio.Future[_Outcome]] = {}
+        # Lookups in flight by id, with the future joiners wait on (made by the first joiner).
+        self._inflight: dict[str, asyncio.Future[_Outcome] | None] = {}
         self._stats = ClientStats()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -266,7 +267,10 @@ class ContainerClient:
         """``get_instance`` for a valid id: join a lookup in flight or lead one (inline, not a
         call: every frame between caller and socket is crossed again at each resume)."""
         self._ensure_open()
-        while (joined := self._inflight.get(instance_id)) is not None:
+        while instance_id in self._inflight:
+            joined = self._inflight[instance_id]
+            if joined is None:  # the first to join makes the future the others wait on
+                joined = self._inflight[instance_id] = asyncio.get_running_loop().create_future()
             outcome = await asyncio.shield(joined)
             if isinstance(outcome, _Cancelled):
                 continue  # the leader was cancelled; lead a new lookup
@@ -275,8 +279,7 @@ class ContainerClient:
                 raise error
             assert detail is not None
             return detail
-        shared = asyncio.get_running_loop().create_future()
-        self._inflight[instance_id] = shared
+        self._inflight[instance_id] = None  # nobody waits on it yet: no future is made
         outcome = _LEADER_CANCELLED
         try:
             detail = await self._fetch(
@@ -292,8 +295,9 @@ class ContainerClient:
             outcome = (None, exc)
             raise
         finally:
-            del self._inflight[instance_id]
-            shared.set_result(outcome)
+            shared = self._inflight.pop(instance_id)
+            if shared is not None:
+                shared.set_result(outcome)
 
     async def _fetch(
         self,

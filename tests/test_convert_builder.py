@@ -272,3 +272,29 @@ def test_a_class_without_a_builder_has_a_patcher_that_always_defers() -> None:
         _absent: frozenset[str] = attrs.field(factory=frozenset, alias="_absent")
 
     assert convert.patcher(Gauge, frozenset({"level"}))(Gauge(), {"level": 1.0}) is None
+
+
+def test_a_builder_calls_a_default_factory_unless_it_always_gives_one_immutable_value() -> None:
+    made: list[int] = []
+
+    def fresh_extra() -> dict[str, Any]:
+        made.append(1)
+        return {}
+
+    @attrs.frozen(kw_only=True)
+    class Probe:
+        name: str
+        extra: Mapping[str, Any] = attrs.field(factory=fresh_extra)
+        _absent: frozenset[str] = attrs.field(factory=frozenset, alias="_absent")
+
+    build = convert.structure_fast(Probe)
+    assert build is not convert._never
+    tried = len(made)  # what making the builder cost
+    first, second = build({"name": "a"}), build({"name": "b"})
+    # A factory of fresh mutable values is still called for each object built.
+    assert first.extra == {} and first.extra is not second.extra
+    assert len(made) == tried + 2
+    # The models' own factories give one shared value, and every built object holds it.
+    detail = InstanceDetail.from_api(RICH)
+    assert detail.extra is InstanceDetail.from_api(RICH).extra
+    assert detail._absent is InstanceDetail.from_api(RICH)._absent
