@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from aiocontainer._slots import Slots
 
 
@@ -37,31 +39,21 @@ async def test_a_slot_given_back_goes_to_the_longest_waiter_first() -> None:
     assert slots.free == 1
 
 
-async def test_a_waiter_cancelled_while_waiting_never_holds_a_slot() -> None:
-    slots = Slots(1)
-    assert slots.take_now()
-    cancelled = asyncio.ensure_future(slots.take())
-    later = asyncio.ensure_future(slots.take())
-    await asyncio.sleep(0)
-    cancelled.cancel()
-    await asyncio.sleep(0)
-    assert cancelled.cancelled()
-    slots.give()  # passes over the cancelled waiter to the next one
-    await asyncio.wait_for(later, 1)
-    assert slots.free == 0
-    slots.give()
-    assert slots.free == 1
-
-
-async def test_a_waiter_cancelled_after_it_was_handed_a_slot_passes_it_on() -> None:
+@pytest.mark.parametrize("handed", [False, True], ids=["while waiting", "once handed a slot"])
+async def test_a_cancelled_waiter_never_keeps_a_slot(handed: bool) -> None:
     slots = Slots(1)
     assert slots.take_now()
     first = asyncio.ensure_future(slots.take())
     second = asyncio.ensure_future(slots.take())
-    await asyncio.sleep(0)
-    slots.give()  # handed to the first waiter, which has not run yet
-    first.cancel()  # ... and is cancelled before it resumes
-    await asyncio.wait_for(second, 1)  # the slot went on to the second
+    await asyncio.sleep(0)  # both wait
+    if handed:
+        slots.give()  # handed to the first waiter, which has not run yet ...
+        first.cancel()  # ... and is cancelled before it resumes: it passes the slot on
+    else:
+        first.cancel()
+        await asyncio.sleep(0)
+        slots.give()  # passes over the cancelled waiter to the next one
+    await asyncio.wait_for(second, 1)
     assert first.cancelled()
     assert slots.free == 0
     slots.give()
