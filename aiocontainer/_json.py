@@ -239,9 +239,8 @@ def loads(raw: bytes | bytearray | memoryview | str, *, use_orjson: bool | None 
     return value
 
 
-def _backend_loads(use_orjson: bool | None) -> Callable[[bytes], Any]:
-    if use_orjson is None:
-        return _DEFAULT_LOADS
+def _backend_loads(use_orjson: bool) -> Callable[[bytes], Any]:
+    """The backend asked for (``loads`` takes ``_DEFAULT_LOADS`` when none is)."""
     if use_orjson:
         if _orjson_loads is None:
             raise RuntimeError("orjson is not installed")
