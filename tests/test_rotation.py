@@ -110,4 +110,5 @@ async def test_a_poll_that_ends_in_any_way_leaves_its_entry_free_and_nothing_kep
         await asyncio.sleep(0)
     assert applied == ["a"]
     assert (done.poll, cancelled_early.poll, cancelled_late.poll) == (None, None, None)
+    assert not rotation._polls  # each ended poll left the map of polls in flight
     await rotation.halt()  # no poll is left to cancel or wait for
