@@ -3,7 +3,10 @@
 Rule 1: the next request starts where the last page's entries ended (``start + count``), not at
         ``start + limit``: a server may answer fewer entries than asked on a page that is not the
         last, and the largest ``limit`` it honours is unknown.
-Rule 2: a listing ends only on an empty page, never on a short one.
+Rule 2: a listing ends only on an empty page, never on a short one; or on a page whose answer
+        sends a ``total`` (the account's size: not documented, so only when one is sent) that the
+        listing has just reached exactly. A total it has passed is not trusted (instances were
+        deleted meanwhile, or the total is wrong): the listing goes on to an empty page.
 Rule 3: one listing never yields an id twice. Offsets shift when instances are created or deleted
         during a listing, so a page may repeat entries of the one before; ids are compared
         without regard to case (they are hex, and case variants name one instance).
@@ -31,10 +34,21 @@ from aiocontainer._json import fingerprint
 from aiocontainer.errors import ListEntryError, ResponseError
 from aiocontainer.models import InstanceDetail
 
-__all__ = ["CLOCK_KEYS", "MAX_STALE_PAGES", "DetailCache", "ListPage", "Pager", "walk"]
+__all__ = [
+    "CLOCK_KEYS",
+    "MAX_STALE_PAGES",
+    "MAX_TOTAL_DIGITS",
+    "DetailCache",
+    "ListPage",
+    "Pager",
+    "read_total",
+    "walk",
+]
 
 #: Non-empty pages in a row that bring no new id before a listing is abandoned.
 MAX_STALE_PAGES: Final = 3
+#: The longest ``total`` read from digits: more than any account holds, less than 64 bits.
+MAX_TOTAL_DIGITS: Final = 18
 
 _DURATION: Final = "duration"
 _REMAINING: Final = "remainingTime"
@@ -49,7 +63,8 @@ class ListPage:
     """One page of the list endpoint, as read.
 
     ``count`` is how many entries the page held; ``details`` are those that parsed, in page
-    order; ``errors`` are the others, each a ``ListEntryError`` naming its index.
+    order; ``errors`` are the others, each a ``ListEntryError`` naming its index. ``total`` is
+    the account's size when the answer sends one (see ``read_total``), else None.
     """
 
     #: The offset the page was asked for.
@@ -58,6 +73,23 @@ class ListPage:
     count: int
     details: tuple[InstanceDetail, ...] = ()
     errors: tuple[ListEntryError, ...] = ()
+    total: int | None = None
+
+
+def read_total(value: Any) -> int | None:
+    """The ``total`` of a list answer as a count of instances, or None if it is not one.
+
+    The list endpoint documents no total; when an answer sends one beside ``data``, a
+    non-negative integer (or a string of at most ``MAX_TOTAL_DIGITS`` decimal digits: the
+    platform writes some numbers as strings) is read. Anything else (a boolean, a float, a
+    negative number, other text) is ignored rather than refused, since it may mean something
+    else: the listing then ends on an empty page, as without a total.
+    """
+    if type(value) is int:
+        return value if value >= 0 else None
+    if type(value) is str and 0 < len(value) <= MAX_TOTAL_DIGITS and value.isascii():
+        return int(value) if value.isdigit() else None
+    return None
 
 
 def _key(instance_id: str) -> str:
@@ -221,10 +253,11 @@ class Pager:
         """``(start, limit)`` of the next page, or None once the listing is over."""
         return None if self._done else (self._start, self._page_size)
 
-    def take(self, count: int, ids: Sequence[str]) -> list[bool]:
+    def take(self, count: int, ids: Sequence[str], total: int | None = None) -> list[bool]:
         """Record a page of ``count`` raw entries whose valid ids are ``ids``; which are new.
 
-        Returns one flag per id: True for an id this listing has not yielded yet.
+        ``total``: the account's size the answer sent, if any (Rule 2). Returns one flag per
+        id: True for an id this listing has not yielded yet.
         """
         if count < 0 or len(ids) > count:
             raise ValueError("a page cannot hold fewer entries than ids")
@@ -246,6 +279,7 @@ class Pager:
                 f"{MAX_STALE_PAGES} pages in a row repeated ids already listed, up to offset "
                 f"{self._start}: the server seems to ignore the start offset"
             )
+        self._done = self._start == total
         return fresh
 
 
@@ -258,7 +292,7 @@ async def walk(
     """
     while (request := pager.next_request()) is not None:
         page = await fetch(*request)
-        fresh = pager.take(page.count, [detail.id for detail in page.details])
+        fresh = pager.take(page.count, [detail.id for detail in page.details], page.total)
         # Details keep page order, so those before the first bad entry are its index many.
         good = page.errors[0].index if page.errors else len(page.details)
         for detail, new in zip(page.details[:good], fresh, strict=False):

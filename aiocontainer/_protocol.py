@@ -22,7 +22,7 @@ from typing import Any, Final
 from aiocontainer import _json
 from aiocontainer._convert import structure
 from aiocontainer._options import require
-from aiocontainer._paging import DetailCache, ListPage
+from aiocontainer._paging import DetailCache, ListPage, read_total
 from aiocontainer._tokens import mentions, redact
 from aiocontainer.errors import (
     AiocontainerError,
@@ -65,6 +65,7 @@ __all__ = [
     "read_list_page",
     "retry_after_seconds",
     "retry_delay",
+    "success_envelope",
     "validate_instance_id",
 ]
 
@@ -177,6 +178,17 @@ def parse_envelope(
     ``secret`` (the token) is blanked out of every server text an error carries; ``headers``
     give the ``Retry-After`` the error carries.
     """
+    return success_envelope(status, body, instance_id, secret, headers).get("data")
+
+
+def success_envelope(
+    status: int,
+    body: bytes,
+    instance_id: str | None = None,
+    secret: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The whole envelope of a success (``data`` and what else it holds), as ``parse_envelope``."""
     if status == 200 and body:
         # The common case first, in as few steps as possible; anything unusual takes the slow
         # path below, which reads the body again and says what is wrong with it.
@@ -185,7 +197,7 @@ def parse_envelope(
         except JSON_DECODE_ERRORS:
             envelope = None
         if type(envelope) is dict and envelope.get("code") == "0":
-            return envelope.get("data")
+            return envelope
     return _unusual_envelope(status, body, instance_id, secret, headers)
 
 
@@ -195,7 +207,7 @@ def _unusual_envelope(
     instance_id: str | None,
     secret: str | None,
     headers: Mapping[str, str] | None,
-) -> Any:
+) -> dict[str, Any]:
     retry_after = retry_after_seconds(headers)
     if 300 <= status < 400:
         raise ResponseError(
@@ -246,7 +258,7 @@ def _unusual_envelope(
         raise HTTPStatusError(
             status, snippet=snippet(body, secret), instance_id=instance_id, retry_after=retry_after
         )
-    return envelope.get("data")
+    return envelope
 
 
 def parse_detail_response(
@@ -438,7 +450,8 @@ def read_list_page(
         known = cache.page_at(start, body)
         if known is not None:
             return known
-    data = parse_envelope(status, body, secret=secret, headers=headers)
+    envelope = success_envelope(status, body, None, secret, headers)
+    data = envelope.get("data")
     if data is None:
         data = []
     if type(data) is not list:
@@ -455,7 +468,10 @@ def read_list_page(
             details.append(_list_entry(entry, start, index, status, secret, cache))
         except ListEntryError as exc:
             errors.append(exc)
-    page = ListPage(start=start, count=len(data), details=tuple(details), errors=tuple(errors))
+    total = read_total(envelope.get("total"))
+    page = ListPage(
+        start=start, count=len(data), details=tuple(details), errors=tuple(errors), total=total
+    )
     if cache is not None:
         cache.keep_page(body, page)
     return page

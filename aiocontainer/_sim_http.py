@@ -66,10 +66,28 @@ class Parts:
     retry_after: float
     page_cap: int | None = None
     churn: int = 0
+    list_total: bool = False  # whether list answers send a "total" beside "data"
     keep: frozenset[str] = frozenset()  # never deleted by churn
     base_url: Callable[[], str] = lambda: ""
     # Requests held open by a hang or reset fault, cut off by suspend() and close().
     stalled: dict[asyncio.Future[None], asyncio.Transport | None] = field(default_factory=dict)
+
+    def set_listing(
+        self, *, page_cap: int | None = None, churn: int | None = None, total: bool | None = None
+    ) -> None:
+        """Change the list endpoint's page cap, churn or total; None leaves one as it is.
+
+        Nothing changes unless every value given is valid.
+        """
+        if page_cap is not None and (isinstance(page_cap, bool) or page_cap < 1):
+            raise ValueError("page_cap must be >= 1")
+        if churn is not None and (isinstance(churn, bool) or churn < 0):
+            raise ValueError("churn must be >= 0")
+        if total is not None and not isinstance(total, bool):
+            raise ValueError("total must be true or false")
+        self.page_cap = self.page_cap if page_cap is None else page_cap
+        self.churn = self.churn if churn is None else churn
+        self.list_total = self.list_total if total is None else total
 
     def cut_stalled(self) -> None:
         """Abort every request held open by a fault."""
@@ -304,7 +322,10 @@ class _Platform:
         if self._parts.churn:
             # Other users at work between two pages: the later pages shift under the listing.
             self._world.churn(self._parts.churn, keep=self._parts.keep)
-        return _json_response(self._world.list_envelope(query, cap=self._parts.page_cap))
+        parts = self._parts
+        return _json_response(
+            self._world.list_envelope(query, cap=parts.page_cap, total=parts.list_total)
+        )
 
     async def restart(self, request: web.Request) -> web.StreamResponse:
         if not self._tokens.is_region_token(request.headers.get("token")):
@@ -525,12 +546,12 @@ class _Controls:
     async def listing(self, request: web.Request) -> Any:
         body = await _control_body(request)
         parts = self._parts
-        cap = int(_number(body, "pageCap", default=parts.page_cap or 1))
-        churn = int(_number(body, "churn", default=parts.churn))
-        if cap < 1 or churn < 0:
-            raise ValueError("'pageCap' must be >= 1 and 'churn' >= 0")
-        parts.page_cap, parts.churn = cap, churn
-        return {"pageCap": cap, "churn": churn}
+        parts.set_listing(
+            page_cap=int(_number(body, "pageCap", default=parts.page_cap or 1)),
+            churn=int(_number(body, "churn", default=parts.churn)),
+            total=_flag(body, "total", default=parts.list_total),
+        )
+        return {"pageCap": parts.page_cap, "churn": parts.churn, "total": parts.list_total}
 
     async def issue_token(self, request: web.Request) -> Any:
         body = await _control_body(request)

@@ -416,8 +416,11 @@ class World:
         self._render(instance, self.clock.now())
         return instance.cache_envelope
 
-    def list_envelope(self, query: ListQuery, *, cap: int | None = None) -> bytes:
-        """The list endpoint's success envelope: one page, at most ``cap`` entries long."""
+    def list_envelope(
+        self, query: ListQuery, *, cap: int | None = None, total: bool = False
+    ) -> bytes:
+        """The list endpoint's success envelope: one page, at most ``cap`` entries long; with
+        ``total``, the size of the whole (filtered) list beside ``data``."""
         now = self.clock.now()
         if self._listed is None:
             self._listed = sorted(self._instances.values(), key=lambda i: i.order)
@@ -436,7 +439,8 @@ class World:
             page = chosen[max(end - limit, 0) : end][::-1]
         else:
             page = chosen[query.start : query.start + limit]
-        return _OK_PREFIX + b"[" + b",".join(self._render(i, now) for i in page) + b"]" + _OK_SUFFIX
+        closing = b',"total":%d}' % len(chosen) if total else _OK_SUFFIX
+        return _OK_PREFIX + b"[" + b",".join(self._render(i, now) for i in page) + b"]" + closing
 
 
 @dataclass(frozen=True, slots=True)

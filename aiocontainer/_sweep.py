@@ -1,7 +1,9 @@
 """The list sweep's bookkeeping: one pass over the list, what it saw, what it leaves to detail.
 
 Rule 1: a pass asks for the page that starts where the last page's entries ended and ends only on
-        an empty page (a server may answer fewer entries than asked on any page). A server that
+        an empty page (a server may answer fewer entries than asked on any page), or on a page
+        whose answer sends a ``total`` the pass has just reached exactly (as a listing does:
+        ``_paging``, Rule 2). A server that
         keeps answering pages of ids already seen in this pass (one that ignores ``start``) ends
         the pass after ``MAX_STALE_PAGES`` such pages.
 Rule 2: within a pass, an id counts once (ids are compared in lower case); offsets shift while
@@ -67,6 +69,11 @@ class ListedPage(Protocol):
     @property
     def errors(self) -> Sequence[Exception]:
         """The entries that did not, each an error with an ``instance_id`` (or None)."""
+        ...
+
+    @property
+    def total(self) -> int | None:
+        """The account's size, when the answer sent one."""
         ...
 
 
@@ -157,6 +164,8 @@ class SweepPass:
         self._stale = 0 if new or page.errors else self._stale + 1
         if self._stale >= MAX_STALE_PAGES:
             self.abandon()
+        elif self._start == page.total:
+            self.done = True  # the whole account was listed: no empty page needed
         return taken
 
     def abandon(self) -> None:

@@ -104,6 +104,7 @@ class Simulator:
         timestamp_window: float = TIMESTAMP_WINDOW_SECONDS,
         page_cap: int = DEFAULT_PAGE_CAP,
         churn: int = 0,
+        list_total: bool = False,
     ) -> None:
         regions = tuple(regions)
         default_region = first_available(regions)
@@ -148,7 +149,7 @@ class Simulator:
             base_url=lambda: self._server.base_url,
             keep=frozenset({SEED_INSTANCE_ID}),
         )
-        self.set_listing(page_cap=page_cap, churn=churn)
+        self.set_listing(page_cap=page_cap, churn=churn, total=list_total)
         self._world = world
         self._token = token if token is not None else tokens.issue(token_ttl)
 
@@ -205,17 +206,14 @@ class Simulator:
         """Delete an instance now: detail answers 10004 and the list leaves it out."""
         self._world.remove_instance(instance_id)
 
-    def set_listing(self, *, page_cap: int | None = None, churn: int | None = None) -> None:
-        """Change the list endpoint's page cap, or its churn (instances created and deleted
-        before each page is answered, never the seed instance); None leaves one as it is."""
-        if page_cap is not None:
-            if isinstance(page_cap, bool) or page_cap < 1:
-                raise ValueError("page_cap must be >= 1")
-            self._parts.page_cap = page_cap
-        if churn is not None:
-            if isinstance(churn, bool) or churn < 0:
-                raise ValueError("churn must be >= 0")
-            self._parts.churn = churn
+    def set_listing(
+        self, *, page_cap: int | None = None, churn: int | None = None, total: bool | None = None
+    ) -> None:
+        """Change the list endpoint's page cap, its churn (instances created and deleted before
+        each page is answered, never the seed instance) or whether its answers send a ``total``
+        (the account's size, beside ``data``; undocumented, so off by default); None leaves one
+        as it is."""
+        self._parts.set_listing(page_cap=page_cap, churn=churn, total=total)
 
     @property
     def page_cap(self) -> int:
@@ -226,6 +224,11 @@ class Simulator:
     def churn(self) -> int:
         """Instances created, and as many deleted, before each list page is answered."""
         return self._parts.churn
+
+    @property
+    def list_total(self) -> bool:
+        """Whether list answers send a ``total``: the account's size (filters applied)."""
+        return self._parts.list_total
 
     def status(self, instance_id: str) -> str:
         """The instance's status now."""

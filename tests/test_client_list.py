@@ -36,9 +36,10 @@ def entry(instance_id: str, **fields: Any) -> dict[str, Any]:
 class ListServer:
     """A list endpoint over a fixed list of entries, pages capped at ``cap`` entries."""
 
-    def __init__(self, entries: list[Any], *, cap: int) -> None:
+    def __init__(self, entries: list[Any], *, cap: int, total: object = None) -> None:
         self.entries = entries
         self.cap = cap
+        self.total = total  # sent beside data unless None ("count": the number of entries)
         self.queries: list[dict[str, list[str]]] = []
         self.replies: list[tuple[int, bytes]] = []  # scripted answers, used first
         self._server: TestServer | None = None
@@ -58,6 +59,8 @@ class ListServer:
         start, limit = int(query["start"][0]), int(query["limit"][0])
         page = self.entries[start : start + min(limit, self.cap)]
         body = {"code": "0", "msg": "success", "data": page}
+        if self.total is not None:
+            body["total"] = len(self.entries) if self.total == "count" else self.total
         return web.json_response(body)
 
     async def __aenter__(self) -> ListServer:
@@ -192,6 +195,29 @@ async def test_bad_page_options_raise_before_any_request(options: dict[str, Any]
 # -- against the simulator ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("total", ["count", 23, "23"], ids=["count", "int", "digits"])
+async def test_a_total_ends_the_listing_without_the_empty_page(total: object) -> None:
+    ids = [f"i{n:03d}" for n in range(23)]
+    async with ListServer([entry(i) for i in ids], cap=5, total=total) as server:
+        async with ContainerClient(server.base_url, token=TOKEN) as client:
+            found = await collect(client.list_instances(page_size=100))
+            page = await client.list_page(start=20, limit=100)
+    assert found == ids
+    assert [q["start"] for q in server.queries[:5]] == [["0"], ["5"], ["10"], ["15"], ["20"]]
+    assert len(server.queries) == 6  # five pages of the listing and the one asked for after
+    assert page.total == 23 and page.count == 3
+
+
+@pytest.mark.parametrize("total", [-1, 3, True, 23.0, "twenty-three", [23]])
+async def test_a_total_that_is_no_count_or_too_small_changes_nothing(total: object) -> None:
+    ids = [f"i{n:03d}" for n in range(23)]
+    async with ListServer([entry(i) for i in ids], cap=5, total=total) as server:
+        async with ContainerClient(server.base_url, token=TOKEN) as client:
+            found = await collect(client.list_instances(page_size=100))
+    assert found == ids
+    assert len(server.queries) == 6  # on to the empty page, as without a total
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     async with Simulator(instances=40, seed=5, frozen=True) as simulator:
@@ -256,6 +282,35 @@ async def test_the_simulators_page_cap_below_page_size_loses_nothing() -> None:
     assert len(found) == len(set(found))
     # 60 instances (and the seed) in pages of at most 7, then the empty page that ends it.
     assert requests == -(-len(capped.instance_ids) // 7) + 1
+
+
+async def test_the_simulators_total_saves_the_empty_page() -> None:
+    async with Simulator(instances=60, seed=8, frozen=True, page_cap=7, list_total=True) as sim:
+        async with ContainerClient(sim.base_url, token=sim.token) as client:
+            found = await collect(client.list_instances(page_size=20))
+            requests = client.stats.requests
+    assert sorted(found) == sorted(sim.instance_ids)
+    assert requests == -(-len(sim.instance_ids) // 7)
+
+
+async def churned_listing(*, total: bool) -> int:
+    """List an account that churns before every page; check it, return the requests it took."""
+    async with Simulator(instances=60, seed=9, frozen=True, page_cap=10, list_total=total) as sim:
+        before = set(sim.instance_ids)
+        sim.set_listing(churn=2)
+        async with ContainerClient(sim.base_url, token=sim.token) as client:
+            found = await collect(client.list_instances(page_size=10))
+            requests = client.stats.requests
+        lasting = before & set(sim.instance_ids)
+        assert len(found) == len(set(found))
+        assert lasting <= set(found)
+        assert set(found) <= before | set(sim.instance_ids) | set(sim.deleted_ids())
+    return requests
+
+
+async def test_churn_with_a_total_finds_every_lasting_id_once_for_fewer_requests() -> None:
+    # The same seed churns the same way: the total ends the listing on its last page.
+    assert await churned_listing(total=True) < await churned_listing(total=False)
 
 
 async def test_churn_during_a_listing_never_repeats_an_id() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiocontainer._paging import MAX_STALE_PAGES, Pager
+from aiocontainer._paging import MAX_STALE_PAGES, MAX_TOTAL_DIGITS, Pager, read_total
 from aiocontainer.errors import ResponseError
 
 
@@ -83,3 +83,75 @@ def test_a_bad_page_size_is_refused(size: object) -> None:
 def test_more_ids_than_entries_is_a_bug() -> None:
     with pytest.raises(ValueError, match="fewer entries than ids"):
         Pager(2).take(1, ["a", "b"])
+
+
+# -- a total, when an answer sends one ---------------------------------------------------------
+
+
+def test_a_total_reached_exactly_ends_the_listing_without_an_empty_page() -> None:
+    pager = Pager(100)
+    assert pager.take(3, ["a", "b", "c"], total=7) == [True] * 3  # a short page: not the end
+    assert not pager.done and pager.next_request() == (3, 100)
+    pager.take(3, ["d", "e", "f"], total=7)
+    assert not pager.done
+    pager.take(1, ["g"], total=7)
+    assert pager.done and pager.next_request() is None
+    assert pager.pages == 3 and pager.seen == 7
+
+
+@pytest.mark.parametrize(
+    ("total", "why"),
+    [(2, "passed: instances were deleted meanwhile, or it is wrong"), (50, "not reached")],
+)
+def test_a_total_not_reached_exactly_leaves_the_end_to_an_empty_page(total: int, why: str) -> None:
+    pager = Pager(100)
+    pager.take(3, ["a", "b", "c"], total=total)
+    assert not pager.done, why
+    pager.take(0, [], total=total)
+    assert pager.done and pager.pages == 2
+
+
+def test_a_total_of_zero_is_the_empty_page_it_comes_with() -> None:
+    pager = Pager(100)
+    assert pager.take(0, [], total=0) == []
+    assert pager.done and pager.pages == 1
+
+
+def test_a_total_does_not_stop_the_stale_page_rule() -> None:
+    pager = Pager(2)
+    pager.take(2, ["a", "b"], total=100)
+    for _ in range(MAX_STALE_PAGES - 1):
+        pager.take(2, ["a", "b"], total=100)
+    with pytest.raises(ResponseError, match="ignore the start offset"):
+        pager.take(2, ["a", "b"], total=100)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 0),
+        (12, 12),
+        ("12", 12),
+        ("0", 0),
+        ("000123", 123),
+        ("9" * MAX_TOTAL_DIGITS, int("9" * MAX_TOTAL_DIGITS)),
+        ("9" * (MAX_TOTAL_DIGITS + 1), None),
+        (None, None),
+        (True, None),
+        (False, None),
+        (-1, None),
+        (12.0, None),
+        ("1.5", None),
+        ("-3", None),
+        ("+3", None),
+        ("", None),
+        (" 12", None),
+        ("12\n", None),
+        ("\uff11\uff12", None),  # full-width digits: str.isdigit says yes
+        ("\u00b2", None),  # a superscript two: str.isdigit says yes, int() says no
+        ([12], None),
+        ({"value": 12}, None),
+    ],
+)
+def test_read_total_takes_only_a_count(value: object, expected: int | None) -> None:
+    assert read_total(value) == expected

@@ -399,6 +399,16 @@ def test_a_list_page_gives_its_details_in_order(seed: dict[str, Any]) -> None:
     assert page.details[0].to_api() == entry(seed, "a")
 
 
+@pytest.mark.parametrize(("total", "read"), [(7, 7), ("7", 7), ("seven", None), (-7, None)])
+def test_a_total_beside_the_data_is_read_when_it_is_a_count(
+    seed: dict[str, Any], total: object, read: int | None
+) -> None:
+    raw = body({"code": "0", "msg": "success", "data": [entry(seed, "a")], "total": total})
+    page = read_list_page(200, {}, raw, 6)
+    assert (page.count, page.total, [d.id for d in page.details]) == (1, read, ["a"])
+    assert read_list_page(200, {}, list_body([entry(seed, "a")]), 6).total is None
+
+
 @pytest.mark.parametrize("data", [None, []])
 def test_an_empty_or_missing_list_is_an_empty_page(data: Any) -> None:
     page = read_list_page(200, {}, list_body(data), 0)

@@ -596,19 +596,25 @@ async def test_list_faults_at_a_random_rate(session: aiohttp.ClientSession) -> N
         assert sum(sim.stats["faults"].values()) == faulted
 
 
-async def test_control_sets_the_page_cap_and_churn(
+async def test_control_sets_the_page_cap_churn_and_total(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
     url = control(sim, "/listing")
     _, listing = await call(session, "POST", url, json={"pageCap": 4, "churn": 2})
-    assert listing == {"pageCap": 4, "churn": 2}
-    assert (sim.page_cap, sim.churn) == (4, 2)
+    assert listing == {"pageCap": 4, "churn": 2, "total": False}
+    assert (sim.page_cap, sim.churn, sim.list_total) == (4, 2, False)
     _, body = await list_page(session, sim, 0, 100)
-    assert len(body["data"]) == 4
+    assert len(body["data"]) == 4 and "total" not in body
     _, state = await call(session, "GET", control(sim, "/instances"))
     assert len(state["deleted"]) == 2 and len(state["ids"]) == 12
-    status, _ = await call(session, "POST", url, json={"pageCap": 0})
-    assert status == 400
+    _, listing = await call(session, "POST", url, json={"churn": 0, "total": True})
+    assert listing == {"pageCap": 4, "churn": 0, "total": True} and sim.list_total
+    _, body = await list_page(session, sim, 0, 100)
+    assert len(body["data"]) == 4 and body["total"] == 12
+    for bad in ({"pageCap": 0}, {"pageCap": 9, "churn": -1}, {"total": 1}, {"total": "yes"}):
+        status, _ = await call(session, "POST", url, json=bad)
+        assert status == 400, bad
+    assert (sim.page_cap, sim.churn, sim.list_total) == (4, 0, True)
 
 
 def test_instance_ids_reads_as_a_list_or_a_call() -> None:

@@ -127,7 +127,7 @@ def cli() -> Iterator[Cli]:
             "aiocontainer.simulator",
             *("--port", "0", "--instances", "5", "--seed", "3", "--token", "T"),
             *("--access-key", "AKFIXED", "--secret-key", "SKFIXED", "--token-ttl", "120"),
-            *("--page-cap", "4", "--churn", "0"),
+            *("--page-cap", "4", "--churn", "0", "--list-total"),
         ],
         cwd=ROOT,
         env=env,
@@ -171,6 +171,7 @@ def test_cli_serves_until_signalled(cli: Cli, signum: int) -> None:
     assert response.json()["data"] == SEED_SAMPLE["data"]
     listing = requests.get(base_url + LIST, json={"limit": 10}, headers={"token": "T"}, timeout=5)
     assert len(listing.json()["data"]) == 4  # --page-cap 4, though 5 were asked for
+    assert listing.json()["total"] == 5  # --list-total: the whole account of --instances 5
     cli.proc.send_signal(signum)
     assert cli.proc.wait(10) == 0
     assert cli.proc.stderr is not None
@@ -207,6 +208,7 @@ def test_cli_prints_the_key_pair_it_accepts(cli: Cli) -> None:
     assert "SCNET_ACCESS_KEY=AKFIXED" in seen["export SCNET_"]
     assert seen["list its instances: "].startswith("aiocontainer list")
     assert "pages of at most 4" in seen["list its instances: "]
+    assert "with a total" in seen["list its instances: "]
     ids_url = seen["ids and statuses (no token): "].removeprefix("curl ")
     assert len(requests.get(ids_url, timeout=5).json()["ids"]) == 5
     stamp = str(int(time.time()))

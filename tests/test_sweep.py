@@ -20,9 +20,12 @@ from aiocontainer.models import InstanceDetail
 from tests.watcher_fakes import FakePage
 
 
-def page(start: int, ids: list[str], *, count: int | None = None) -> FakePage:
+def page(
+    start: int, ids: list[str], *, count: int | None = None, total: int | None = None
+) -> FakePage:
     details = tuple(InstanceDetail(id=i, status="Running") for i in ids)
-    return FakePage(start=start, count=len(ids) if count is None else count, details=details)
+    count = len(ids) if count is None else count
+    return FakePage(start=start, count=count, details=details, total=total)
 
 
 def test_the_next_page_starts_where_the_last_entries_ended_not_at_the_limit() -> None:
@@ -79,6 +82,23 @@ def test_a_server_that_ignores_start_cannot_keep_a_pass_going() -> None:
         assert not sweep.done
         assert sweep.take(page(0, ["a", "b"])) == []
     assert sweep.done and sweep.cut_short
+
+
+def test_a_total_reached_exactly_ends_the_pass_without_an_empty_page() -> None:
+    sweep = SweepPass(page_size=100)
+    sweep.take(page(0, [f"i{n}" for n in range(30)], total=31))  # short, and not the end
+    assert sweep.next_request() == (30, 100)
+    sweep.take(page(30, ["x"], total=31))
+    assert sweep.next_request() is None and sweep.done and not sweep.cut_short
+    assert sweep.pages == 2 and len(sweep.seen) == 31
+
+
+def test_a_total_the_pass_went_past_is_not_trusted() -> None:
+    sweep = SweepPass(page_size=100)
+    sweep.take(page(0, ["a", "b", "c"], total=2))  # deleted meanwhile, or wrong
+    assert sweep.next_request() == (3, 100)
+    sweep.take(page(3, [], total=2))
+    assert sweep.done and sweep.pages == 2
 
 
 def test_an_abandoned_pass_is_cut_short() -> None:

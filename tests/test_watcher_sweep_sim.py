@@ -31,7 +31,7 @@ def client_for(sim: Simulator) -> ContainerClient:
 
 @contextlib.asynccontextmanager
 async def listing_sim(
-    *, instances: int, seed: int, page_cap: int
+    *, instances: int, seed: int, page_cap: int, list_total: bool = False
 ) -> AsyncIterator[tuple[Simulator, ContainerClient]]:
     """A frozen simulator of ``instances`` whose pages hold ``page_cap`` entries, and a client."""
     async with (
@@ -41,6 +41,7 @@ async def listing_sim(
             frozen=True,
             include_seed_instance=False,
             page_cap=page_cap,
+            list_total=list_total,
         ) as sim,
         client_for(sim) as client,
     ):
@@ -82,6 +83,35 @@ async def test_a_page_cap_below_the_page_size_still_sees_every_instance_once() -
         assert Counter(c.instance_id for c in seen) == Counter(ids)
         endpoints = sim.stats["endpoints"]
         assert endpoints.get("detail", 0) == 0, endpoints
+
+
+@pytest.mark.parametrize("list_total", [False, True])
+async def test_a_pass_ends_on_the_total_when_the_answers_send_one(list_total: bool) -> None:
+    async with listing_sim(instances=250, seed=3, page_cap=30, list_total=list_total) as (
+        sim,
+        client,
+    ):
+        answered: list[tuple[int, int]] = []  # (start, entries) of every page
+        list_page = client.list_page
+
+        async def recording(**options: Any) -> Any:
+            page = await list_page(**options)
+            answered.append((page.start, page.count))
+            return page
+
+        client.list_page = recording  # type: ignore[method-assign]
+        watcher, seen = list_watcher(client, list(sim.instance_ids), interval=0.2)
+        async with watcher:
+            await more_list_pages(sim, 3 * 10)  # three passes or more
+        assert len(seen) == 250 and watcher.stats.detail_polls == 0
+    # Nine pages hold the 250 instances; without a total, an empty page ends each pass.
+    ends = [start for start, count in answered if start + count == 250]
+    empty = [start for start, count in answered if count == 0]
+    assert len(ends) >= 3
+    if list_total:
+        assert empty == []
+    else:
+        assert len(empty) >= 3 and set(empty) == {250}
 
 
 async def test_watch_all_under_churn_reports_new_instances_once_drops_deleted_ones() -> None:

@@ -163,6 +163,7 @@ class FakePage:
     count: int
     details: tuple[InstanceDetail, ...] = ()
     errors: tuple[Exception, ...] = ()
+    total: int | None = None
 
 
 class FakeListClient(FakeClient):

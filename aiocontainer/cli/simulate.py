@@ -89,6 +89,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="instances created, and as many deleted, before each list page (default 0)",
     )
     parser.add_argument(
+        "--list-total",
+        action="store_true",
+        help="list answers send the account's size as 'total' beside 'data' (undocumented)",
+    )
+    parser.add_argument(
         "--token-ttl",
         type=float,
         default=24 * 3600.0,
@@ -126,6 +131,7 @@ def make_simulator(args: argparse.Namespace) -> Simulator:
             token_ttl=args.token_ttl,
             page_cap=args.page_cap,
             churn=args.churn,
+            list_total=args.list_total,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -220,7 +226,7 @@ def _listing_lines(sim: Simulator) -> list[str]:
     """How to list the simulated instances: with the client, over HTTP, and the control view."""
     return [
         f"list its instances: aiocontainer list   (with the first export above; pages of at most "
-        f"{sim.page_cap}, churn {sim.churn} per page)",
+        f"{sim.page_cap}, churn {sim.churn} per page{', with a total' if sim.list_total else ''})",
         f"  or: curl -H 'token: <token>' '{sim.url}/ai/openapi/v2/instance-service/task"
         "?start=0&limit=100'",
         f"ids and statuses (no token): curl {sim.url}/_sim/instances",
