@@ -23,7 +23,7 @@ from aiocontainer import _json
 from aiocontainer._convert import structure
 from aiocontainer._options import require
 from aiocontainer._paging import DetailCache, ListPage, read_total
-from aiocontainer._tokens import mentions, redact
+from aiocontainer._tokens import mentions, redact, unchained
 from aiocontainer.errors import (
     AiocontainerError,
     ApiError,
@@ -345,9 +345,8 @@ def model_from(
             retry_after=retry_after_seconds(headers),
         )
         failure.__cause__ = _safe_cause(exc, secret)
-    # Raised outside the except block, so the converter's own error (whose text may quote the
-    # token) is not kept as __context__.
-    raise failure
+    with unchained:  # the converter's error (its text may quote the token) is not kept as context
+        raise failure
 
 
 def _safe_cause(exc: BaseException, secret: str | None) -> BaseException | None:
@@ -515,7 +514,8 @@ def _list_entry(
             http_status=status,
         )
         failure.__cause__ = _safe_cause(exc, secret)
-    raise failure
+    with unchained:
+        raise failure
 
 
 def after_failure(

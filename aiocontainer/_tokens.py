@@ -19,16 +19,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import inspect
 import math
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeAlias
+from typing import Final, NoReturn, TypeAlias
 
 from aiocontainer import _json
 from aiocontainer._secret import Secret
 from aiocontainer.errors import TokenError
 
 __all__ = [
+    "BLANKED",
     "FRAGMENT",
     "MIN_EARLY_RENEWAL",
     "Secret",
@@ -37,8 +39,11 @@ __all__ = [
     "check_token",
     "leaks",
     "mentions",
+    "raise_unchained",
     "redact",
+    "scrub",
     "token_expiry",
+    "unchained",
 ]
 
 #: An async callable returning a fresh token (a sync callable returning a str is accepted too).
@@ -87,6 +92,81 @@ def mentions(exc: BaseException, secret: str | None) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+#: What ``scrub`` puts in place of a text that showed the token or a piece of it.
+BLANKED: Final = "(blanked: it quoted part of the token)"
+
+
+def _shows(value: object, secret: str) -> bool:
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("latin-1")
+    return isinstance(value, str) and leaks(value, secret)
+
+
+def _blanked(value: object, secret: str) -> object:
+    """``value`` with the whole token as ``***``, or ``BLANKED`` if a piece of it is left."""
+    if isinstance(value, str):
+        value = redact(value, secret)
+    return BLANKED if _shows(value, secret) else value
+
+
+def scrub(exc: BaseException, secret: str | None) -> None:
+    """Blank out, in place, every text of ``exc`` and of what it chains to that shows the token
+    or a piece of it: in string arguments and attributes the whole token becomes ``***``, and
+    one that still shows a piece of it (a cut excerpt) becomes ``BLANKED``, as does such a bytes
+    value.
+
+    For foreign exceptions (aiohttp quotes a cut excerpt of an over-long header line in its
+    message and arguments): the error raised in their place keeps none of them, but on Python
+    3.10 one can stay the exception "being handled" after its ``except`` block, and so become
+    the ``__context__`` of whatever is raised next, in the caller's code too. Blanked, it no
+    longer carries the token wherever it ends up. Other data (a request's headers) is left
+    alone: ``mentions`` still sees it, and such an error is never chained.
+    """
+    if not secret:
+        return
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(_shows(arg, secret) for arg in current.args):
+            current.args = tuple(_blanked(arg, secret) for arg in current.args)
+        for name, value in list(getattr(current, "__dict__", {}).items()):
+            if _shows(value, secret):
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(current, name, _blanked(value, secret))
+        current = current.__cause__ or current.__context__
+
+
+class _Unchained:
+    """``with unchained: raise error``: ``error`` leaves with no ``__context__``, so no foreign
+    exception (whose text may quote the token) is chained to it.
+
+    Raising after the ``except`` block is not enough everywhere: on Python 3.10 a foreign
+    exception thrown into a coroutine can still count as the one being handled once its
+    ``except`` block has ended, and ``raise`` makes it the new error's context. The exception
+    then goes on from ``__exit__`` without being raised again, so nothing sets it back.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        if error is not None:
+            error.__context__ = None
+
+
+#: See ``_Unchained``.
+unchained: Final = _Unchained()
+
+
+def raise_unchained(error: BaseException) -> NoReturn:
+    """``raise error`` with no ``__context__`` (see ``_Unchained``)."""
+    with unchained:
+        raise error
 
 
 def check_token(value: object) -> Secret:
@@ -231,7 +311,8 @@ class TokenKeeper:
                 failure = TokenError(f"the token provider failed: {type(exc).__name__}")
                 if not mentions(exc, stale.reveal() if stale else None):
                     failure.__cause__ = exc
-            raise failure
+            with unchained:
+                raise failure
 
 
 async def _ask(provider: TokenProvider) -> object:

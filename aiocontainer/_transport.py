@@ -24,7 +24,7 @@ from yarl import URL
 
 from aiocontainer._slots import Slots
 from aiocontainer._telemetry import endpoint_of, error_fields, log_fields
-from aiocontainer._tokens import Secret, leaks, mentions, redact
+from aiocontainer._tokens import Secret, leaks, mentions, redact, scrub, unchained
 from aiocontainer._version import __version__
 from aiocontainer.errors import (
     AiocontainerError,
@@ -136,8 +136,8 @@ class Transport:
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send one request and read its answer: status, headers and body, or a transport error.
 
-        Every foreign exception becomes an ``AiocontainerError`` here, raised outside the
-        ``except`` block so the foreign one is not kept as ``__context__``.
+        Every foreign exception becomes an ``AiocontainerError`` here, raised ``unchained``
+        so the foreign one is not kept as ``__context__``.
         """
         if self._closed:
             raise ClientClosedError("this ContainerClient is closed; create a new one")
@@ -178,12 +178,12 @@ class Transport:
         finally:
             slots.give()
         if failure is not None:
-            # Raised outside the except block so the foreign exception is not kept as __context__.
             if _log.isEnabledFor(logging.DEBUG):
                 where = endpoint_of(path, instance_id)
                 fields = error_fields(instance_id, failure, endpoint=where)
                 _log.debug("GET %s failed: %s", path, failure, extra=fields)
-            raise failure
+            with unchained:  # the foreign exception is not kept as __context__
+                raise failure
         if _log.isEnabledFor(logging.DEBUG):
             fields = log_fields(
                 instance_id=instance_id, http_status=status, endpoint=endpoint_of(path, instance_id)
@@ -205,8 +205,8 @@ class Transport:
                 if declared is None
                 else f"response of {declared} bytes exceeds the {limit}-byte limit"
             )
-        # Raised outside the except block: the internal signal is not kept as __context__.
-        raise ResponseError(message, http_status=response.status, instance_id=instance_id)
+        with unchained:  # the internal signal is not kept as __context__
+            raise ResponseError(message, http_status=response.status, instance_id=instance_id)
 
     def _fail_over(self, failed: int) -> None:
         """After a transport failure on base URL ``failed``, use the next one from now on.
@@ -240,6 +240,7 @@ class Transport:
         error = TransportError(f"{text} ({label})", instance_id=instance_id)
         if not mentions(exc, secret):
             error.__cause__ = exc
+        scrub(exc, secret)  # it may yet become the context of what is raised next (``scrub``)
         return error
 
     def _rate_limiter(self) -> Any:

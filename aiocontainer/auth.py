@@ -43,7 +43,7 @@ from aiocontainer._regions import (
 )
 from aiocontainer._signing import check_header_value
 from aiocontainer._telemetry import error_fields, log_fields
-from aiocontainer._tokens import Secret, redact, token_expiry
+from aiocontainer._tokens import Secret, redact, scrub, token_expiry, unchained
 from aiocontainer._transport import BodyTooLarge, read_bounded
 from aiocontainer.client import ContainerClient
 from aiocontainer.errors import (
@@ -429,7 +429,8 @@ class _PlatformHttp:
             status = getattr(failure, "http_status", None)
             retryable = isinstance(failure, TransportError) or (status or 0) >= 500
             if not retryable or attempt >= self._max_attempts:
-                raise failure
+                with unchained:
+                    raise failure
             delay = min(4.0, 0.25 * 2**attempt)
             _log.warning(
                 "%s request failed (%s); retrying in %.2fs",
@@ -467,8 +468,11 @@ class _PlatformHttp:
                     body = None
         except _FOREIGN_ERRORS as exc:
             failure = TransportError(f"{method} {_path(url)}: {self.short(exc, headers)}")
+            for value in self._secrets(headers):
+                scrub(exc, value)  # it may yet become the context of what is raised next
         if failure is not None:
-            raise failure  # outside the except block: the foreign error is not kept as context
+            with unchained:  # the foreign error is not kept as context
+                raise failure
         _log.debug(
             "%s %s -> %d",
             method,

@@ -26,7 +26,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Any, Final, Protocol, TypeAlias, TypeVar
+from typing import Any, Final, NoReturn, Protocol, TypeAlias, TypeVar
 
 import aiohttp
 import attrs
@@ -49,7 +49,7 @@ from aiocontainer._protocol import (
     validate_instance_id,
 )
 from aiocontainer._telemetry import endpoint_of, error_fields, start_lookup
-from aiocontainer._tokens import TokenKeeper, TokenProvider
+from aiocontainer._tokens import TokenKeeper, TokenProvider, raise_unchained
 from aiocontainer._transport import Params, Transport
 from aiocontainer.errors import (
     AiocontainerError,
@@ -276,7 +276,7 @@ class ContainerClient:
                 continue  # the leader was cancelled; lead a new lookup
             detail, error = outcome
             if error is not None:
-                raise error
+                raise_unchained(error)
             assert detail is not None
             return detail
         self._inflight[instance_id] = None  # nobody waits on it yet: no future is made
@@ -350,9 +350,9 @@ class ContainerClient:
                     try:
                         await self._tokens.renew(stale=token, bound=self._provider_bound(deadline))
                     except AiocontainerError as exc:
-                        raise self._gave_up(exc)  # noqa: B904 - the 10008 is the reason, not a bug
+                        self._give_up(exc)  # the 10008 is the reason, not a bug
                     if self._clock() >= deadline:
-                        raise self._gave_up(failure)  # the renewal used the budget up
+                        self._give_up(failure)  # the renewal used the budget up
                     delay = 0.0
                 elif step == "retry":
                     if steps is None:
@@ -362,17 +362,17 @@ class ContainerClient:
                         next(steps)  # the generator's first value only primes it
                     delay = retry_delay(next(steps), failure.retry_after, remaining)
                 else:
-                    raise self._gave_up(failure)
+                    self._give_up(failure)
                 self._stats.retries += 1
                 _log_retry(label, delay, attempt, failure, path, instance_id)
                 if delay > 0:
                     await self._sleep(delay)
                 attempt += 1
 
-    def _gave_up(self, failure: AiocontainerError) -> AiocontainerError:
-        """Count a call that ended with ``failure`` after its last attempt; return the error."""
+    def _give_up(self, failure: AiocontainerError) -> NoReturn:
+        """Count a call that ended with ``failure`` after its last attempt; raise it unchained."""
         self._stats.failures += 1
-        return failure
+        raise_unchained(failure)
 
     def _provider_bound(self, deadline: float) -> float:
         """How long a token provider may take: what is left of the budget, at least one timeout."""

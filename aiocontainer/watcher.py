@@ -46,6 +46,7 @@ from aiocontainer._schedule import COALESCE as _COALESCE
 from aiocontainer._schedule import SchedulePolicy
 from aiocontainer._sweeper import attach_sweeper
 from aiocontainer._telemetry import watcher_metrics
+from aiocontainer._tokens import unchained
 from aiocontainer._tracker import PollingClient, Tracker
 from aiocontainer._waits import Waiter, WaitRegistry, WaitResult, wait_each, wait_statuses
 from aiocontainer.errors import AiocontainerError
@@ -370,7 +371,8 @@ class InstanceWatcher(HealthView):
             validate_instance_id(instance_id), targets, failing, timeout=timeout, now=True
         )
         if isinstance(result, AiocontainerError):
-            raise result
+            with unchained:
+                raise result
         return result
 
     async def wait_all(

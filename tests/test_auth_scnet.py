@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aioresponses import aioresponses
 
 from aiocontainer import (
     AuthError,
@@ -33,6 +35,7 @@ from aiocontainer import (
     ScnetAuth,
     TransportError,
 )
+from aiocontainer._tokens import BLANKED
 from aiocontainer.auth import _RegionProvider
 from tests.conftest import closed_port, seed_envelope
 
@@ -619,3 +622,21 @@ async def test_client_options_cannot_override_url_or_token(
     async with make_auth(platform, clock) as auth:
         with pytest.raises(TypeError, match="base_url is chosen"):
             await auth.client("East", base_url="http://127.0.0.1:1")
+
+
+async def test_a_foreign_error_quoting_a_secret_is_blanked_in_place() -> None:
+    # What aiohttp raises stays readable to the caller (on Python 3.10 it can become the context
+    # of the next exception raised): the secret key, whole or in part, is blanked out of it.
+    secret_key = "SK" + "b" * 30
+    creds = Credentials("bob", "AK" + "a" * 30, secret_key)
+    foreign = aiohttp.ClientConnectionError(f"proxy said {secret_key}", f"cut: {secret_key[:12]}")
+    url = "http://127.0.0.1:9"
+    with aioresponses() as mocked:
+        mocked.post(re.compile(".*"), exception=foreign, repeat=True)
+        mocked.get(re.compile(".*"), exception=foreign, repeat=True)
+        async with ScnetAuth(creds, auth_url=url, platform_url=url, max_attempts=1) as auth:
+            with pytest.raises(TransportError) as caught:
+                await auth.regions()
+    assert foreign.args == ("proxy said ***", BLANKED)
+    assert caught.value.__context__ is None
+    assert secret_key not in str(caught.value)

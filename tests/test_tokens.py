@@ -9,8 +9,19 @@ from typing import Any
 
 import pytest
 
-from aiocontainer._tokens import TokenKeeper, check_token, mentions, redact, token_expiry
-from aiocontainer.errors import TokenError
+from aiocontainer._tokens import (
+    BLANKED,
+    FRAGMENT,
+    TokenKeeper,
+    check_token,
+    mentions,
+    raise_unchained,
+    redact,
+    scrub,
+    token_expiry,
+    unchained,
+)
+from aiocontainer.errors import TokenError, TransportError
 
 
 def jwt(payload: Any) -> str:
@@ -83,6 +94,70 @@ def test_mentions_follows_the_chain() -> None:
     assert mentions(outer, "s3cret")
     assert not mentions(outer, "other")
     assert not mentions(outer, None)
+
+
+# -- errors raised where a foreign one may still be "being handled" ----------------------------
+
+SECRET = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRlc3Q.U0lHTkFUVVJF"
+
+
+def foreign_error() -> ValueError:
+    return ValueError("got more than 8190 bytes when reading " + SECRET[3:40])
+
+
+def test_unchained_raises_with_no_context_where_a_plain_raise_keeps_one() -> None:
+    ours = TransportError("ours")
+    try:
+        raise foreign_error()
+    except ValueError:
+        with pytest.raises(TransportError) as plain:
+            raise ours  # noqa: B904 - what the context would be
+        assert isinstance(plain.value.__context__, ValueError)
+        with pytest.raises(TransportError) as caught:
+            with unchained:
+                raise ours  # noqa: B904 - no context is the point
+        assert caught.value is ours and ours.__context__ is None
+        with pytest.raises(TransportError):
+            raise_unchained(ours)
+        assert ours.__context__ is None
+
+
+def test_unchained_lets_nothing_else_through_and_swallows_nothing() -> None:
+    with unchained:
+        pass
+    with pytest.raises(KeyError):
+        with unchained:
+            raise KeyError("k")
+
+
+class Quoting(Exception):
+    """An exception keeping a server's excerpt, as aiohttp's parser errors do."""
+
+    def __init__(self, line: bytes, note: str) -> None:
+        super().__init__(line, "8190")
+        self.message = f"Got more than 8190 bytes when reading {line!r}."
+        self.note = note
+        self.code = 400
+
+
+def test_scrub_blanks_every_text_that_shows_a_piece_of_the_token() -> None:
+    inner = Quoting(SECRET[10:30].encode(), note="no secret here")
+    outer = RuntimeError("wrapper of " + SECRET[-FRAGMENT:], 7, f"proxy said {SECRET}")
+    outer.__cause__ = inner
+    inner.__context__ = foreign_error()
+    scrub(outer, SECRET)
+    assert not mentions(outer, SECRET)
+    assert outer.args == (BLANKED, 7, "proxy said ***")  # the whole token: only it is blanked
+    assert inner.args == (BLANKED, "8190") and inner.message == BLANKED
+    assert (inner.note, inner.code) == ("no secret here", 400)  # what showed nothing is kept
+    assert inner.__context__ is not None and inner.__context__.args == (BLANKED,)
+
+
+def test_scrub_without_a_secret_or_a_piece_of_it_changes_nothing() -> None:
+    error = Quoting(b"harmless", note="n")
+    scrub(error, None)
+    scrub(error, SECRET)
+    assert error.args == (b"harmless", "8190") and error.message.endswith("b'harmless'.")
 
 
 # -- renewal -----------------------------------------------------------------------------------
