@@ -54,7 +54,8 @@ MAX_STALE_PAGES: Final = 3
 
 
 class ListedPage(Protocol):
-    """What the sweep needs of one answered page (``ListPage`` fits)."""
+    """What the sweep needs of one answered page (``ListPage`` fits). A ``total`` is read too
+    where a page has one (``ListPage.total``), so a page without it still fits."""
 
     @property
     def count(self) -> int:
@@ -69,11 +70,6 @@ class ListedPage(Protocol):
     @property
     def errors(self) -> Sequence[Exception]:
         """The entries that did not, each an error with an ``instance_id`` (or None)."""
-        ...
-
-    @property
-    def total(self) -> int | None:
-        """The account's size, when the answer sent one."""
         ...
 
 
@@ -164,7 +160,7 @@ class SweepPass:
         self._stale = 0 if new or page.errors else self._stale + 1
         if self._stale >= MAX_STALE_PAGES:
             self.abandon()
-        elif self._start == page.total:
+        elif self._start == getattr(page, "total", None):  # ListPage.total; a fake may lack it
             self.done = True  # the whole account was listed: no empty page needed
         return taken
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import pytest
 
@@ -99,6 +100,13 @@ def test_a_total_the_pass_went_past_is_not_trusted() -> None:
     assert sweep.next_request() == (3, 100)
     sweep.take(page(3, [], total=2))
     assert sweep.done and sweep.pages == 2
+
+
+def test_a_page_with_no_total_attribute_is_read_as_before() -> None:
+    sweep = SweepPass(page_size=100)
+    details = (InstanceDetail(id="a", status="Running"),)
+    sweep.take(SimpleNamespace(count=1, details=details, errors=()))  # type: ignore[arg-type]
+    assert sweep.next_request() == (1, 100)
 
 
 def test_an_abandoned_pass_is_cut_short() -> None:
