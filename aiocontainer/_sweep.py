@@ -3,9 +3,8 @@
 Rule 1: a pass asks for the page that starts where the last page's entries ended and ends only on
         an empty page (a server may answer fewer entries than asked on any page), or on a page
         whose answer sends a ``total`` the pass has just reached exactly (as a listing does:
-        ``_paging``, Rule 2). A server that
-        keeps answering pages of ids already seen in this pass (one that ignores ``start``) ends
-        the pass after ``MAX_STALE_PAGES`` such pages.
+        ``_paging``, Rule 2). A server that keeps answering pages of ids already seen in this
+        pass (one that ignores ``start``) ends the pass after ``MAX_STALE_PAGES`` such pages.
 Rule 2: within a pass, an id counts once (ids are compared in lower case); offsets shift while
         instances are created or deleted, so a page may repeat entries of the one before. A
         repeat that shows another status than the pass took for that id is a newer sighting, and
