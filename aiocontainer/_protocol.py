@@ -270,7 +270,7 @@ def parse_detail_response(
     headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Return the detail ``data`` dict, or raise; ``data`` must be a JSON object."""
-    data = parse_envelope(status, body, instance_id=instance_id, secret=secret, headers=headers)
+    data = success_envelope(status, body, instance_id, secret, headers).get("data")
     if type(data) is not dict:
         what = "missing" if data is None else f"a {type(data).__name__}"
         raise ResponseError(
