@@ -122,7 +122,7 @@ def test_unchained_raises_with_no_context_where_a_plain_raise_keeps_one() -> Non
         assert ours.__context__ is None
 
 
-def test_unchained_lets_nothing_else_through_and_swallows_nothing() -> None:
+def test_unchained_changes_nothing_else_and_swallows_nothing() -> None:
     with unchained:
         pass
     with pytest.raises(KeyError):
