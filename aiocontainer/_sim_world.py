@@ -439,7 +439,7 @@ class World:
             page = chosen[max(end - limit, 0) : end][::-1]
         else:
             page = chosen[query.start : query.start + limit]
-        closing = b',"total":%d}' % len(chosen) if total else _OK_SUFFIX
+        closing = b',"total":%d' % len(chosen) + _OK_SUFFIX if total else _OK_SUFFIX
         return _OK_PREFIX + b"[" + b",".join(self._render(i, now) for i in page) + b"]" + closing
 
 
