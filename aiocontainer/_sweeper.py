@@ -19,6 +19,9 @@ Rule 4: the passes hand the client the tracker's ``DetailCache``: a page or an e
 Rule 5: in ``auto`` mode each interval picks the cheaper way: a pass (its page count known from
         the last one, or from one probe page) or one detail lookup per due id. The rotation
         polls by detail whenever no pass runs; waits always poll by detail.
+Rule 6: with ``watch_all`` the account is known only once a pass has listed it whole (one that
+        was not cut short): before that, no set of instances seen counts as all terminal
+        (``account_listed``), and the end of that pass is when the watcher may first find it so.
 """
 
 from __future__ import annotations
@@ -95,6 +98,13 @@ class Sweeper:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="aiocontainer-watcher-sweep"
             )
+
+    @property
+    def account_listed(self) -> bool:
+        """Whether a pass has listed the whole account: one that ended on its last page, not
+        one cut short by a page that kept failing. Before it, ``watch_all`` does not know every
+        instance, so a watch of only terminal ones (or of none yet) is not all terminal."""
+        return self.pages is not None
 
     async def halt(self) -> None:
         """Cancel the passes and wait until they are gone; the rotation polls by detail again."""
@@ -174,11 +184,14 @@ class Sweeper:
                     sweep.handled(instance_id)
                     self._tracker.look_up(instance_id)
         self.passes += 1
-        if not sweep.cut_short:
+        complete = not sweep.cut_short
+        if complete:
             self.pages = sweep.pages
             cache.retain(sweep.seen)  # what the list no longer shows is let go
         for instance_id in sweep.unseen(list(self._tracker.entries)):
             self._tracker.look_up(instance_id)
+        if complete:
+            self._tracker.on_settled()  # with watch_all, the account is known only from now on
 
     def _expected_pages(self) -> int:
         """The pages a pass will take: as many as the last one, else a guess from the ids.

@@ -107,6 +107,11 @@ class Passes(Protocol):
         """Cancel the passes and wait until they are gone."""
         ...
 
+    @property
+    def account_listed(self) -> bool:
+        """Whether a pass has listed the whole account (``watch_all`` knows every instance)."""
+        ...
+
 
 def _log_client_bug(instance_id: str, exc: Exception) -> None:
     """A poll raised what is not an ``AiocontainerError``: a bug in the client, not a failed
@@ -153,7 +158,7 @@ class Tracker:
         self._delivery = delivery
         self._waits = waits
         self.checkpoint = checkpoint
-        self._on_settled = on_settled
+        self.on_settled = on_settled
         self.health = health
         self._saving: asyncio.Task[None] | None = None
         #: What polls and list passes read: an answer or page that did not change is not read again.
@@ -186,6 +191,12 @@ class Tracker:
     def sweeping(self, value: bool) -> None:
         self._sweeping = value
         self.rotation.pause(value)
+
+    @property
+    def settled(self) -> bool:
+        """Every watched id is terminal, and with ``watch_all`` a whole pass has listed them."""
+        whole = self.sweeper is not None and self.sweeper.account_listed
+        return not self.unsettled and (whole or not self.watch_all)
 
     @property
     def entries(self) -> Mapping[str, Entry]:
@@ -378,7 +389,7 @@ class Tracker:
         if change is not None:
             self._delivery.publish(change)
         self._waits.observe(entry.instance_id, detail)
-        self._on_settled()
+        self.on_settled()
 
     def _failed(self, entry: Entry, exc: Exception) -> None:
         if after_failure(entry, self._policy, invalid=isinstance(exc, InvalidParameterError)):
@@ -387,7 +398,7 @@ class Tracker:
             self._forget(entry)
             self._waits.end(entry.instance_id, gone)
             self._delivery.report(entry.instance_id, gone)
-            self._on_settled()
+            self.on_settled()
             return
         self._delivery.report(entry.instance_id, exc)
         if self.sweeping and isinstance(exc, InvalidParameterError):

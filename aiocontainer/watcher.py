@@ -91,13 +91,13 @@ class InstanceWatcher(HealthView):
     ``seq=1``, or is recorded silently with ``emit_initial=False``.
 
     Each callback has its own queue of ``queue_size`` changes (a full one drops its oldest and
-    reports ``ChangesDroppedError``); errors go to ``on_error`` callbacks, else are logged.
-    Stopping cancels sleeps and polls at once and gives callbacks ``drain_timeout`` seconds (in
-    full after ``stop_when_all_terminal`` ends a run, until a ``stop()``); what is left stays
-    queued for the next start. ``checkpoint=path`` saves status and ``seq`` per id atomically,
-    so a new watcher reports only what changed meanwhile. ``sweep`` chooses list passes
-    (``"list"``), detail polls (``"detail"``) or the cheaper each interval (``"auto"``);
-    ``watch_all=True`` watches every listed instance. ``clock``, ``sleep``, ``rand`` and
+    reports ``ChangesDroppedError``); errors go to ``on_error`` callbacks, else are logged. Stopping
+    cancels sleeps and polls at once and gives callbacks ``drain_timeout`` seconds (in full after
+    ``stop_when_all_terminal`` ends a run, until a ``stop()``); what is left stays queued for the
+    next start. ``checkpoint=path`` saves status and ``seq`` per id atomically, so a new watcher
+    reports only what changed meanwhile. ``sweep`` chooses list passes (``"list"``), detail polls
+    (``"detail"``) or the cheaper each interval (``"auto"``); ``watch_all=True`` watches every
+    listed instance (all terminal only after a whole pass). ``clock``, ``sleep``, ``rand`` and
     ``now`` can be injected; ``stale_after``: see ``HealthView``. The README has the details.
     """
 
@@ -343,7 +343,7 @@ class InstanceWatcher(HealthView):
 
     def _check_finished(self) -> None:
         running = self._life.phase is Phase.RUNNING
-        if running and self._stop_when_all_terminal and not self._tracker.unsettled:
+        if running and self._stop_when_all_terminal and self._tracker.settled:
             self._life.move(Phase.FINISHING)
             self._nudge.set()
 

@@ -459,6 +459,30 @@ async def test_watch_all_reports_every_instance_then_new_and_gone_ones(
     assert len(result.lines()) == len(sim.instance_ids) + 1, "nothing reported twice"
 
 
+async def test_watch_all_until_terminal_ends_only_after_listing_the_whole_account(
+    cli: Cli, sim: Simulator
+) -> None:
+    *ended, running = sim.instance_ids
+    for n, instance_id in enumerate(ended):
+        sim.set_status(instance_id, "Failed" if n % 2 else "Completed")
+    sim.set_status(running, "Running")
+    sim.set_listing(page_cap=1)  # a page of one: the first shows an ended instance, nothing more
+    args = ("watch", "--all", "--interval", "0.2", "--until-terminal", "-o", "jsonl")
+    watching = await cli.start(*args)
+    try:
+        first = [json.loads(await watching.line()) for _ in sim.instance_ids]
+        assert {c["instance_id"]: c["current"] for c in first} == {
+            i: sim.status(i) for i in sim.instance_ids
+        }
+        sim.set_status(running, "Completed")
+        result = await watching.finish()
+    finally:
+        await watching.stop()
+    assert result.code == 0, result
+    (last,) = map(json.loads, result.lines()[len(first) :])
+    assert last.items() >= {"instance_id": running, "previous": "Running", "seq": 2}.items()
+
+
 @pytest.mark.parametrize(("sweep", "lists"), [("list", True), ("detail", False)])
 async def test_watch_sweep_chooses_how_to_poll(
     cli: Cli, sim: Simulator, sweep: str, lists: bool

@@ -174,6 +174,55 @@ async def test_watch_all_reports_new_instances_and_drops_deleted_ones(ft: FakeTi
     assert [type(e) for e in errors] == [InstanceGoneError]
 
 
+async def test_watch_all_is_all_terminal_only_once_a_whole_pass_listed_the_account(
+    ft: FakeTime,
+) -> None:
+    # One entry a page: the first page shows only an ended instance, the second a running one.
+    client = FakeListClient(ft, {"a": C, "b": R}, page_cap=1)
+    watcher = make(client, watch_all=True, stop_when_all_terminal=True)
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    run = asyncio.create_task(watcher.run())
+    await ft.advance(0.1)
+    assert not run.done(), "nothing is known of the account yet"
+    assert summary(seen) == [("a", None, C, 1)]
+    await ft.advance(25)
+    assert not run.done() and summary(seen)[1:] == [("b", None, R, 1)]
+    client.statuses["b"] = C
+    await ft.run_until(run)
+    assert summary(seen)[2:] == [("b", R, C, 2)]
+    assert seen[-1].detail.version == "detail"  # confirmed by a lookup, as any listed change
+
+
+async def test_watch_all_waits_for_a_pass_not_cut_short_before_it_is_all_terminal(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": R, "b": C}, page_cap=1)
+    # The second page fails on its first try and on every retry: the first pass is cut short.
+    client.list_script.extend(["", *[TransportError("reset")] * (PAGE_RETRIES + 1)])
+    watcher = make(client, watch_all=True, stop_when_all_terminal=True)
+    seen: list[StatusChange] = []
+    errors: list[Exception] = []
+    watcher.on_change(seen.append)
+    watcher.on_error(lambda i, e: errors.append(e))
+    run = asyncio.create_task(watcher.run())
+    await ft.advance(5)
+    assert len(errors) == PAGE_RETRIES + 1 and watcher.ids == ("a",)
+    client.statuses["a"] = C  # every instance listed so far has ended; b was never listed
+    await ft.run_until(run)
+    # The next pass confirms a's change first, and goes on to list b before the run ends.
+    assert summary(seen) == [("a", None, R, 1), ("a", R, C, 2), ("b", None, C, 1)]
+    assert watcher.ids == ("a", "b")
+
+
+async def test_watch_all_of_an_empty_account_ends_after_its_first_pass(ft: FakeTime) -> None:
+    client = FakeListClient(ft, {})
+    watcher = make(client, watch_all=True, stop_when_all_terminal=True)
+    run = asyncio.create_task(watcher.run())
+    await ft.run_until(run)
+    assert client.list_calls == [(0, 0, 100)] and client.calls == []
+
+
 async def test_wait_for_works_on_any_id_in_list_mode(ft: FakeTime) -> None:
     client = FakeListClient(ft, {"a": W, "z": W})
     watcher = make(client, ["a"], sweep="list")

@@ -171,7 +171,8 @@ class FakeListClient(FakeClient):
 
     Ids in ``statuses`` whose outcome is an exception are not listed (they are gone, or exist
     only for detail); ``page_cap`` shortens pages; ``list_script`` queues outcomes of the next
-    page requests (an exception to raise, or "bad:<id>" to list that id as a bad entry).
+    page requests (an exception to raise, "bad:<id>" to list that id as a bad entry, or "" for
+    an answer as usual).
     A listed entry carries ``version="listed"``, a detail ``version="detail"``.
     """
 

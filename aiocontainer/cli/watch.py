@@ -72,7 +72,8 @@ def register(commands: Commands) -> None:
     watch.add_argument(
         "--until-terminal",
         action="store_true",
-        help="exit 0 once every instance is Completed, Failed or Terminated",
+        help="exit 0 once every instance is Completed, Failed or Terminated (with --all: as a "
+        "whole pass of the list shows them)",
     )
     watch.add_argument(
         "-o",
