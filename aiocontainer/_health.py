@@ -11,7 +11,10 @@ Rule 3: the instances that can go stale are kept in the order of their last obse
         come from one monotonic clock, so they arrive in that order), so an
         observation costs O(1) and ``due_stale`` looks only at the ones it reports plus one.
 Rule 4: *synced* means every watched instance has been observed at least once since watching
-        last (re)started; an instance added later is unsynced until its first observation.
+        last (re)started; an instance added later is unsynced until its first observation. When
+        the watched instances are those the list shows (``watch_all``), which they all are is
+        known only once a whole pass has listed them: until then nothing is synced, however
+        few instances are known.
 Rule 5: time comes in as arguments (a monotonic ``clock`` reading, and an aware ``datetime``
         for what is shown to people); nothing here reads a clock, sleeps or starts a task.
 
@@ -225,7 +228,8 @@ class _Seen:
 class ObservationBook:
     """Last observation times of the watched ids: sync, staleness once, recovery once.
 
-    ``on_synced`` is called each time the last unsynced id gets observed.
+    ``on_synced`` is called each time the last unsynced id gets observed (and no listing of the
+    whole account is owed).
     """
 
     def __init__(self, *, stale_after: float, on_synced: Callable[[], None] | None = None) -> None:
@@ -237,14 +241,17 @@ class ObservationBook:
         #: Ids that can go stale (not stale yet, not at rest), oldest observation first.
         self._watch: OrderedDict[str, None] = OrderedDict()
         self._unsynced: set[str] = set()
+        #: A whole listing of the account is owed before sync (``watch_all``; see ``owe_listing``).
+        self.listing_due = False
 
     def __len__(self) -> int:
         return len(self._seen)
 
     @property
     def synced(self) -> bool:
-        """Whether every watched id was observed since watching last started."""
-        return not self._unsynced
+        """Whether every watched id was observed since watching last started (and, with a
+        listing owed, the whole account was listed since)."""
+        return not self._unsynced and not self.listing_due
 
     @property
     def unsynced(self) -> int:
@@ -274,10 +281,12 @@ class ObservationBook:
             self._unsynced.discard(instance_id)
             self._check_synced()
 
-    def restart(self, *, now: float) -> None:
+    def restart(self, *, now: float, listing: bool = False) -> None:
         """Watching (re)starts: every id must be observed again to be synced, and staleness
-        counts from ``now`` for ids not already stale, so a pause is not a blind spell."""
+        counts from ``now`` for ids not already stale, so a pause is not a blind spell.
+        ``listing``: the watched ids are those the list shows, so it must list them all again."""
         self._unsynced = set(self._seen)
+        self.listing_due = listing
         for instance_id in self._watch:  # all become equal, so the order still holds
             seen = self._seen[instance_id]
             seen.watched_from = max(seen.watched_from, now)
@@ -332,8 +341,14 @@ class ObservationBook:
             found.append((instance_id, now - seen.watched_from))
         return found
 
+    def listed(self) -> None:
+        """The whole account was listed: sync needs only the ids found to be observed."""
+        if self.listing_due:
+            self.listing_due = False
+            self._check_synced()
+
     def _check_synced(self) -> None:
-        if not self._unsynced and self._on_synced is not None:
+        if not self._unsynced and not self.listing_due and self._on_synced is not None:
             self._on_synced()
 
     # -- reading -------------------------------------------------------------------------------
@@ -441,6 +456,8 @@ class HealthMonitor:
         self._entries = entries
         self._queue_depths = queue_depths
         self._sync_callbacks: list[Callable[[], None]] = []
+        #: The watched ids are those the list shows (``watch_all``): see ``list_all``.
+        self.lists_all = False
 
     def added(self, ids: Iterable[str]) -> None:
         """Ids are now watched."""
@@ -455,7 +472,16 @@ class HealthMonitor:
 
     def restart(self) -> None:
         """Watching (re)starts: sync is earned again, pauses do not count as blind time."""
-        self.book.restart(now=self._clock())
+        self.book.restart(now=self._clock(), listing=self.lists_all)
+
+    def list_all(self) -> None:
+        """The watched ids are those the list shows (``watch_all``): sync also needs a whole
+        pass of the list, before the first start and after each one."""
+        self.lists_all = self.book.listing_due = True
+
+    def listed_all(self) -> None:
+        """A pass has listed the whole account (it matters with ``lists_all``)."""
+        self.book.listed()
 
     def polled(self, instance_id: str) -> None:
         """A detail poll of ``instance_id`` starts."""

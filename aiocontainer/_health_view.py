@@ -38,7 +38,8 @@ class HealthView:
         return self._health.counters.snapshot()
 
     async def wait_synced(self, *, timeout: float | None = None) -> None:
-        """Return once every watched id was observed at least once since the watcher started.
+        """Return once every watched id was observed at least once since the watcher started
+        (with ``watch_all``: once a pass has also listed the whole account since).
 
         Returns at once when that is already so; it does not start the watcher. Raises
         ``SyncTimeoutError`` after ``timeout`` seconds (of the injected ``sleep``).
@@ -72,4 +73,6 @@ async def wait_synced(
             task.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
     if synced.cancelled():
-        raise SyncTimeoutError(unsynced=health.book.unsynced, timeout=timeout or 0)
+        book = health.book
+        listed = not book.listing_due
+        raise SyncTimeoutError(unsynced=book.unsynced, timeout=timeout or 0, account_listed=listed)

@@ -21,7 +21,8 @@ Rule 5: in ``auto`` mode each interval picks the cheaper way: a pass (its page c
         polls by detail whenever no pass runs; waits always poll by detail.
 Rule 6: with ``watch_all`` the account is known only once a pass has listed it whole (one that
         was not cut short): before that, no set of instances seen counts as all terminal
-        (``account_listed``), and the end of that pass is when the watcher may first find it so.
+        (``account_listed``) or as synced (each start owes such a pass), and the end of that
+        pass is when the watcher may first find it so.
 """
 
 from __future__ import annotations
@@ -190,8 +191,9 @@ class Sweeper:
             cache.retain(sweep.seen)  # what the list no longer shows is let go
         for instance_id in sweep.unseen(list(self._tracker.entries)):
             self._tracker.look_up(instance_id)
-        if complete:
-            self._tracker.on_settled()  # with watch_all, the account is known only from now on
+        if complete:  # with watch_all, the account is known only from now on
+            self._tracker.health.listed_all()
+            self._tracker.on_settled()
 
     def _expected_pages(self) -> int:
         """The pages a pass will take: as many as the last one, else a guess from the ids.
@@ -225,6 +227,8 @@ def attach_sweeper(tracker: Tracker, client: object, *, sweep: str, watch_all: b
     if not can_list and (sweep == "list" or watch_all):
         raise TypeError("this client cannot list instances (it has no list_page)")
     tracker.watch_all = watch_all
+    if watch_all:
+        tracker.health.list_all()
     if can_list and sweep != "detail":
         listing = cast(ListingClient, client)
         tracker.sweeper = Sweeper(

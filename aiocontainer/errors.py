@@ -458,11 +458,17 @@ class InstanceRecoveredNotice(AiocontainerError):
 
 
 class SyncTimeoutError(AiocontainerError, TimeoutError):
-    """``wait_synced`` timed out before every watched id was observed once."""
+    """``wait_synced`` timed out before every watched id was observed once (with ``watch_all``,
+    or before the list was read whole)."""
 
-    def __init__(self, *, unsynced: int, timeout: float) -> None:
-        super().__init__(f"{unsynced} watched instances not observed within {timeout:g}s")
+    def __init__(self, *, unsynced: int, timeout: float, account_listed: bool = True) -> None:
+        what = f"{unsynced} watched instances not observed"
+        if not account_listed:
+            what = f"the account not listed whole and {what}"
+        super().__init__(f"{what} within {timeout:g}s")
         #: How many watched ids were still unobserved.
         self.unsynced: int = unsynced
+        #: False with ``watch_all`` when no pass had listed the whole account since the start.
+        self.account_listed: bool = account_listed
         #: The timeout that ran out.
         self.timeout: float = timeout

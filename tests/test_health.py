@@ -197,6 +197,7 @@ def test_health_errors_are_typed_and_readable() -> None:
     assert "observed again after 20.0s" in str(notice)
     timeout = SyncTimeoutError(unsynced=3, timeout=2.0)
     assert isinstance(timeout, TimeoutError) and timeout.unsynced == 3
+    assert timeout.account_listed and str(timeout) == "3 watched instances not observed within 2s"
 
 
 # -- the watcher's health, on a fake clock -------------------------------------------------------
@@ -287,6 +288,42 @@ async def test_list_mode_syncs_after_the_first_pass_and_counts_pages(ft: FakeTim
     assert (stats.detail_polls, stats.sweeps) == (0, 5)
     assert stats.pages == len(client.list_calls) == stats.requests
     assert stats.errors == {}
+
+
+async def test_watch_all_syncs_only_once_a_pass_listed_the_whole_account(ft: FakeTime) -> None:
+    client = FakeListClient(ft, {f"i{n}": R for n in range(3)}, page_cap=1)
+    watcher = make(client, watch_all=True)
+    assert not watcher.health().synced, "no instance is known yet: nothing is synced"
+    async with watcher:
+        waiting = asyncio.ensure_future(watcher.wait_synced(timeout=60))
+        await ft.advance(1.2)  # pages at 0, 0.5 and 1.0: every instance listed and observed
+        report = watcher.health()
+        assert (report.watched, report.unsynced) == (3, 0)
+        assert not report.synced and not waiting.done(), "the empty page is still to come"
+        await ft.advance(0.5)
+        assert waiting.done() and waiting.result() is None and watcher.health().synced
+    async with watcher:  # a restart owes a whole pass again: instances may have come meanwhile
+        client.statuses["i3"] = W
+        await ft.advance(8)  # pages 2.5 s apart: i0 to i3 listed, the empty page not yet
+        report = watcher.health()
+        assert (report.watched, report.unsynced, report.synced) == (4, 0, False)
+        await ft.advance(4)
+        assert watcher.health().synced
+
+
+async def test_watch_all_that_cannot_list_times_out_saying_so(ft: FakeTime) -> None:
+    client = FakeListClient(ft, {"a": R, "b": R}, page_cap=1)
+    client.list_script.extend(["", *[TransportError("reset")] * 20])  # the first page only
+    watcher = make(client, watch_all=True)
+    async with watcher:
+        waiting = asyncio.ensure_future(watcher.wait_synced(timeout=25))
+        await ft.advance(25)
+        with pytest.raises(SyncTimeoutError, match=r"^the account not listed whole and 0 "):
+            waiting.result()
+    error = waiting.exception()
+    assert isinstance(error, SyncTimeoutError)
+    assert (error.unsynced, error.account_listed) == (0, False)
+    assert watcher.ids == ("a",)
 
 
 async def test_list_mode_reports_an_id_the_list_no_longer_shows_as_stale(ft: FakeTime) -> None:
