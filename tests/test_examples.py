@@ -30,6 +30,11 @@ PROOF = {
     "lookup_one.py": rf"^{SEED_ID}  Instances_2205113837  \w+$",
     "wait_until_running.py": r"^[0-9a-f]{32} is Running since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$",
     "watch_callbacks.py": r"^all instances are terminal$",
+    # The instance created while watching is reported, and the run ends with it counted.
+    "watch_account.py": (
+        r"^the account lists 4 instances: 4 Waiting\n(?s:.*)^created ([0-9a-f]{32}) while "
+        r"watching\n(?s:.*)^\1: first seen -> \w+\n(?s:.*)^all 5 instances have ended$"
+    ),
 }
 
 
@@ -146,6 +151,40 @@ async def test_checkpointed_watch_reports_what_changed_while_down(platform: Simu
         "second watcher, same checkpoint:",
         f"  {instance_id}: Running -> Completed (#2)",
     ]
+
+
+async def test_watch_account_lists_and_watches_a_given_platform_until_all_have_ended(
+    platform: Simulator,
+) -> None:
+    ids = platform.instance_ids
+    ended = ["Completed", "Failed", "Terminated"]
+    for n, instance_id in enumerate(ids):
+        platform.set_status(instance_id, ended[n % len(ended)])
+    code, out, err = await run_example(
+        "watch_account.py", "--base-url", platform.base_url, "--token", platform.token
+    )
+    assert code == 0, err
+    assert err == ""
+    lines = out.splitlines()
+    assert (
+        lines[0] == f"the account lists {len(ids)} instances: 2 Completed, 2 Failed, 1 Terminated"
+    )
+    assert sorted(lines[1:-2]) == sorted(f"{i}: first seen -> {platform.status(i)}" for i in ids)
+    assert lines[-2:] == [
+        f"watching all {len(ids)} instances",
+        f"all {len(ids)} instances have ended",
+    ]
+    endpoints = platform.stats["endpoints"]
+    assert endpoints["list"] >= 2 and "detail" not in endpoints, "the list alone showed them"
+
+
+async def test_watch_account_takes_no_ids(platform: Simulator) -> None:
+    code, _, err = await run_example(
+        "watch_account.py", "--base-url", platform.base_url, "--token", platform.token, "x"
+    )
+    assert code == 2
+    assert "name no instance ids" in err and "Traceback" not in err
+    assert platform.stats["total"] == 0
 
 
 LISTS = hasattr(ContainerClient, "list_instances")
