@@ -16,7 +16,7 @@ async def main() -> None:
     if args.ids:
         options.error("this example watches the whole account: name no instance ids")
     async with (
-        connect(args, instances=4, speed=30.0) as platform,
+        connect(args, instances=4, speed=60.0) as platform,
         ContainerClient(platform.base_url, token=platform.token) as client,
     ):
         statuses = Counter([detail.status async for detail in client.list_instances()])
