@@ -19,10 +19,10 @@ Rule 4: the passes hand the client the tracker's ``DetailCache``: a page or an e
 Rule 5: in ``auto`` mode each interval picks the cheaper way: a pass (its page count known from
         the last one, or from one probe page) or one detail lookup per due id. The rotation
         polls by detail whenever no pass runs; waits always poll by detail.
-Rule 6: with ``watch_all`` the account is known only once a pass has listed it whole (one that
-        was not cut short): before that, no set of instances seen counts as all terminal
-        (``account_listed``) or as synced (each start owes such a pass), and the end of that
-        pass is when the watcher may first find it so.
+Rule 6: with ``watch_all`` the account is known only once a pass since the last start has
+        listed it whole (one that was not cut short): before that, no set of instances seen
+        counts as all terminal (``account_listed``) or as synced, and the end of that pass is
+        when the watcher may first find it so.
 """
 
 from __future__ import annotations
@@ -90,22 +90,25 @@ class Sweeper:
         #: Passes completed or cut short since the watcher was made.
         self.passes = 0
         self._probed_for = 0
+        self._listed = False  # since the passes last started: see ``account_listed``
 
     def ensure(self) -> None:
         """Start the passes unless they run."""
         if self._mode == "list" or self._tracker.watch_all:
             self._tracker.sweeping = True  # from the start: the rotation must not poll first
         if self._task is None:
+            self._listed = False  # instances may have come while stopped: list them all again
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="aiocontainer-watcher-sweep"
             )
 
     @property
     def account_listed(self) -> bool:
-        """Whether a pass has listed the whole account: one that ended on its last page, not
-        one cut short by a page that kept failing. Before it, ``watch_all`` does not know every
-        instance, so a watch of only terminal ones (or of none yet) is not all terminal."""
-        return self.pages is not None
+        """Whether a pass since the passes last started has listed the whole account: one that
+        ended on its last page, not one cut short by a page that kept failing. Before it,
+        ``watch_all`` does not know every instance, so a watch of only terminal ones (or of none
+        yet) is not all terminal."""
+        return self._listed
 
     async def halt(self) -> None:
         """Cancel the passes and wait until they are gone; the rotation polls by detail again."""
@@ -188,6 +191,7 @@ class Sweeper:
         complete = not sweep.cut_short
         if complete:
             self.pages = sweep.pages
+            self._listed = True
             cache.retain(sweep.seen)  # what the list no longer shows is let go
         for instance_id in sweep.unseen(list(self._tracker.entries)):
             self._tracker.look_up(instance_id)

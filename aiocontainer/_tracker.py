@@ -109,7 +109,7 @@ class Passes(Protocol):
 
     @property
     def account_listed(self) -> bool:
-        """Whether a pass has listed the whole account (``watch_all`` knows every instance)."""
+        """Whether a pass since the last start listed the whole account (``watch_all``)."""
         ...
 
 

@@ -192,6 +192,14 @@ async def test_watch_all_is_all_terminal_only_once_a_whole_pass_listed_the_accou
     await ft.run_until(run)
     assert summary(seen)[2:] == [("b", R, C, 2)]
     assert seen[-1].detail.version == "detail"  # confirmed by a lookup, as any listed change
+    # Started again, it lists the account again before it can end: c came while it was stopped.
+    client.statuses["c"] = R
+    run = asyncio.create_task(watcher.run())
+    await ft.advance(12)
+    assert not run.done() and summary(seen)[3:] == [("c", None, R, 1)]
+    client.statuses["c"] = C
+    await ft.run_until(run)
+    assert summary(seen)[4:] == [("c", R, C, 2)]
 
 
 async def test_watch_all_waits_for_a_pass_not_cut_short_before_it_is_all_terminal(
