@@ -12,9 +12,9 @@ Rule 3: the instances that can go stale are kept in the order of their last obse
         observation costs O(1) and ``due_stale`` looks only at the ones it reports plus one.
 Rule 4: *synced* means every watched instance has been observed at least once since watching
         last (re)started; an instance added later is unsynced until its first observation. When
-        the watched instances are those the list shows (``watch_all``), which they all are is
-        known only once a whole pass has listed them: until then nothing is synced, however
-        few instances are known.
+        the watched instances are those the list shows (``watch_all``), which instances those
+        are is known only once a whole pass has listed them: until then nothing is synced,
+        however few instances are known.
 Rule 5: time comes in as arguments (a monotonic ``clock`` reading, and an aware ``datetime``
         for what is shown to people); nothing here reads a clock, sleeps or starts a task.
 
@@ -241,7 +241,7 @@ class ObservationBook:
         #: Ids that can go stale (not stale yet, not at rest), oldest observation first.
         self._watch: OrderedDict[str, None] = OrderedDict()
         self._unsynced: set[str] = set()
-        #: A whole listing of the account is owed before sync (``watch_all``; see ``owe_listing``).
+        #: A whole listing of the account is owed before sync (``HealthMonitor.list_all``).
         self.listing_due = False
 
     def __len__(self) -> int:

@@ -458,8 +458,8 @@ class InstanceRecoveredNotice(AiocontainerError):
 
 
 class SyncTimeoutError(AiocontainerError, TimeoutError):
-    """``wait_synced`` timed out before every watched id was observed once (with ``watch_all``,
-    or before the list was read whole)."""
+    """``wait_synced`` timed out before every watched id was observed once (or, with
+    ``watch_all``, before a pass listed the whole account)."""
 
     def __init__(self, *, unsynced: int, timeout: float, account_listed: bool = True) -> None:
         what = f"{unsynced} watched instances not observed"
