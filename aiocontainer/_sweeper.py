@@ -221,7 +221,8 @@ def attach_sweeper(tracker: Tracker, client: object, *, sweep: str, watch_all: b
     """Check the ``sweep`` and ``watch_all`` options and give ``tracker`` its sweeper, if any.
 
     A client without ``list_page`` cannot sweep: ``auto`` then polls by detail, while ``list``
-    and ``watch_all`` are refused.
+    and ``watch_all`` are refused. With ``watch_all`` every id of the tracker's checkpoint is
+    watched from the start.
     """
     if sweep not in MODES:
         raise ValueError(f"sweep must be one of {', '.join(MODES)}")
@@ -233,6 +234,10 @@ def attach_sweeper(tracker: Tracker, client: object, *, sweep: str, watch_all: b
     tracker.watch_all = watch_all
     if watch_all:
         tracker.health.list_all()
+        if tracker.checkpoint is not None:
+            # The account as saved is watched from the start: an instance deleted since is then
+            # looked up when no pass lists it, and reported gone, not kept in the file unseen.
+            tracker.add(list(tracker.checkpoint.carried))
     if can_list and sweep != "detail":
         listing = cast(ListingClient, client)
         tracker.sweeper = Sweeper(

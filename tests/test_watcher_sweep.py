@@ -273,6 +273,23 @@ async def test_a_checkpoint_resumes_in_list_mode(ft: FakeTime, tmp_path: Any) ->
     assert summary(await changes_within(second, ft, 5)) == [("a", W, R, 2)]
 
 
+async def test_watch_all_resumed_from_a_checkpoint_reports_an_instance_deleted_meanwhile(
+    ft: FakeTime, tmp_path: Any
+) -> None:
+    path = tmp_path / "c.json"
+    client = FakeListClient(ft, {"a": R, "b": R})
+    await changes_within(make(client, watch_all=True, checkpoint=path), ft, 5)
+    client.statuses["b"] = invalid("b")  # deleted while nothing watched: no page shows it
+    second = make(client, watch_all=True, checkpoint=path, gone_after=1)
+    assert second.ids == ("a", "b"), "the account as saved is watched from the start"
+    errors: list[tuple[str | None, Exception]] = []
+    second.on_error(lambda i, e: errors.append((i, e)))
+    assert await changes_within(second, ft, 5) == []
+    assert [(i, type(e)) for i, e in errors] == [("b", InstanceGoneError)]
+    assert second.ids == ("a",)
+    assert list(json.loads(path.read_text())["instances"]) == ["a"]
+
+
 @pytest.mark.parametrize(
     ("options", "error"),
     [
