@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Final, Protocol
 
 from aiocontainer._diff import Snapshot
 from aiocontainer._json import JSONError
@@ -60,6 +60,12 @@ _ENCODE: Final = json.JSONEncoder(ensure_ascii=True).encode
 States = dict[str, Snapshot]
 
 
+class Watched(Protocol):
+    """A watched id's entry, as a checkpoint reads and fills it (``_schedule.Entry`` fits)."""
+
+    state: Snapshot | None
+
+
 class CheckpointFile:
     """One checkpoint path, the states it carries for ids not watched, and whether it is dirty."""
 
@@ -86,6 +92,22 @@ class CheckpointFile:
             return None
         self._seen = identity
         return load(self.path)
+
+    def claim(self, watched: Mapping[str, Watched]) -> None:
+        """Lock the file for this watcher; ``CheckpointLockedError`` if another has it.
+
+        A file another watcher wrote since it was read is read again, so its records are kept:
+        those of ids not ``watched`` here (carried), and those of watched ids not observed yet.
+        """
+        if self.lock.held:
+            return
+        self.lock.acquire()
+        for instance_id, state in (self.newer() or {}).items():
+            entry = watched.get(instance_id)
+            if entry is None:
+                self.carried[instance_id] = state
+            elif entry.state is None or entry.state.detail is None:
+                entry.state = state
 
     def mark_dirty(self) -> None:
         """Something to be saved has changed."""

@@ -193,6 +193,7 @@ class Sweeper:
             self.pages = sweep.pages
             self._listed = True
             cache.retain(sweep.seen)  # what the list no longer shows is let go
+            self._tracker.excluded.intersection_update(sweep.seen)
         for instance_id in sweep.unseen(list(self._tracker.entries)):
             self._tracker.look_up(instance_id)
         if complete:  # with watch_all, the account is known only from now on

@@ -167,8 +167,9 @@ class Tracker:
         #: Ids not yet seen terminal; when it empties, every watched id is terminal.
         self.unsettled: set[str] = set()
         self._sweeping = False
-        #: Every instance the list shows is watched (``watch_all``).
+        #: Every instance the list shows is watched (``watch_all``) but these, removed by hand.
         self.watch_all = False
+        self.excluded: set[str] = set()
         #: The list sweep, when the client can list and the sweep mode allows it.
         self.sweeper: Passes | None = None
         self.rotation: Rotation[InstanceDetail | Exception] = Rotation(
@@ -219,12 +220,16 @@ class Tracker:
         """Watch ids not watched yet, starting from their checkpointed state if there is one."""
         carried = {} if self.checkpoint is None else self.checkpoint.carried
         fresh = self.rotation.add(ids, lambda i: carried.pop(i, None))
+        self.excluded.difference_update(entry.instance_id for entry in fresh)
         for entry in fresh:
             self.unsettled.add(entry.instance_id)
         self.health.added(entry.instance_id for entry in fresh)
 
     def remove(self, instance_id: str) -> None:
-        """Stop watching one id and forget it, in the checkpoint too; ends its waits."""
+        """Stop watching one id and forget it, in the checkpoint too; ends its waits. With
+        ``watch_all`` it stays unwatched when the list shows it again, until it is added."""
+        if self.watch_all:
+            self.excluded.add(instance_id)
         checkpoint = self.checkpoint
         if checkpoint is not None and checkpoint.carried.pop(instance_id, None) is not None:
             checkpoint.mark_dirty()
@@ -271,7 +276,7 @@ class Tracker:
             key = detail.id.lower()
             entry = entries.get(key)
             if entry is None:
-                if not self.watch_all:
+                if not self.watch_all or key in self.excluded:
                     continue
                 self.add([key])
                 entry = entries[key]
@@ -302,7 +307,7 @@ class Tracker:
     def look_up(self, instance_id: str) -> None:
         """Poll one id by detail now, unless a poll of it is in flight (or it is not watched)."""
         entry = self.rotation.entries.get(instance_id.lower())
-        if entry is None and self.watch_all:
+        if entry is None and self.watch_all and instance_id.lower() not in self.excluded:
             self.add([instance_id.lower()])
             entry = self.rotation.entries[instance_id.lower()]
         if entry is not None and entry.poll is None:
@@ -415,22 +420,9 @@ class Tracker:
             self.health.check()
 
     def claim(self) -> None:
-        """Lock the checkpoint for this watcher; ``CheckpointLockedError`` if another has it.
-
-        A file another watcher wrote since it was read is read again, so its records are kept:
-        those of ids not watched here, and those of watched ids not observed here yet.
-        """
-        checkpoint = self.checkpoint
-        if checkpoint is None or checkpoint.lock.held:
-            return
-        checkpoint.lock.acquire()
-        newer = checkpoint.newer()
-        for instance_id, state in (newer or {}).items():
-            entry = self.rotation.entries.get(instance_id)
-            if entry is None:
-                checkpoint.carried[instance_id] = state
-            elif entry.state is None or entry.state.detail is None:
-                entry.state = state
+        """Lock the checkpoint for this watcher (``CheckpointFile.claim``)."""
+        if self.checkpoint is not None:
+            self.checkpoint.claim(self.rotation.entries)
 
     def release(self) -> None:
         """Let another watcher use the checkpoint (this one has saved and stopped)."""

@@ -208,7 +208,7 @@ class InstanceWatcher(HealthView):
         self._tracker.add([_key(i) for i in ids])
 
     def remove(self, *ids: str) -> None:
-        """Stop watching ids and forget what was known of them; unknown ids are ignored."""
+        """Stop watching ids and forget them (``watch_all``: until re-added); ignores unknown."""
         for instance_id in [_key(i) for i in ids]:
             self._tracker.remove(instance_id)
         self._check_finished()

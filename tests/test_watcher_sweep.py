@@ -273,6 +273,41 @@ async def test_a_checkpoint_resumes_in_list_mode(ft: FakeTime, tmp_path: Any) ->
     assert summary(await changes_within(second, ft, 5)) == [("a", W, R, 2)]
 
 
+async def test_watch_all_keeps_an_id_removed_by_hand_unwatched_until_it_is_added(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": R, "b": R})
+    watcher = make(client, watch_all=True)
+    seen: list[StatusChange] = []
+    watcher.on_change(seen.append)
+    async with watcher:
+        await ft.advance(5)
+        watcher.remove("a")
+        client.statuses["a"] = C
+        await ft.advance(20)  # two passes list it again: it is not taken for a new instance
+        assert watcher.ids == ("b",) and client.calls == []
+        watcher.add("a")
+        await ft.advance(10)
+    assert summary(seen) == [("a", None, R, 1), ("b", None, R, 1), ("a", None, C, 1)]
+    assert watcher.ids == ("b", "a")
+
+
+async def test_watch_all_lets_go_of_a_removed_id_once_a_whole_pass_no_longer_lists_it(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": R, "b": R})
+    watcher = make(client, watch_all=True)
+    excluded = watcher._tracker.excluded  # what is kept per id removed by hand
+    async with watcher:
+        await ft.advance(5)
+        watcher.remove("a", "b")
+        await ft.advance(10)
+        assert excluded == {"a", "b"}
+        client.statuses["a"] = invalid("a")  # deleted
+        await ft.advance(10)
+    assert excluded == {"b"} and watcher.ids == ()
+
+
 async def test_watch_all_resumed_from_a_checkpoint_reports_an_instance_deleted_meanwhile(
     ft: FakeTime, tmp_path: Any
 ) -> None:
