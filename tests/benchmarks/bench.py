@@ -1024,6 +1024,10 @@ def table(results: dict[str, Any]) -> str:
             if label == "all_list":
                 target = "<= 0.02 req/id/interval, <= 0.06 cores, 0 missed/invented"
             rows.append((f"sweep {setting}", cost, target))
+            if r["pages"]:  # the requests split: a pass's pages, then one lookup per change
+                per = r["watched"] * r["seconds"] / r["interval_s"]
+                split = f"{r['pages'] / per:.4f} in pages + {r['lookups'] / per:.4f} in lookups"
+                rows.append(("  requests per id per interval, of which", split, ""))
             if bare := r.get("bare_cpu_cores"):
                 floor = f"{bare:.3f} cores (list mode {r['cpu_cores'] / bare:.1f}x)"
                 rows.append(("  bare aiohttp, same pages and lookups, decode only", floor, ""))
