@@ -272,6 +272,7 @@ class Tracker:
         observation and nothing more; a different one is confirmed by a detail lookup.
         """
         entries, at = self.rotation.entries, self._now()
+        newly_settled = False
         for detail in details:
             key = detail.id.lower()
             entry = entries.get(key)
@@ -287,9 +288,13 @@ class Tracker:
             if seen is Listed.SAME and (known := entry.state) is not None:
                 if detail is not known.detail:  # the same object when the entry did not change
                     entry.state = Snapshot(status=known.status, seq=known.seq, detail=detail)
-                after_success(entry, self._policy, terminal=detail.is_terminal)
-                self.health.observed(key, at=at, status=detail.status, terminal=detail.is_terminal)
+                terminal = detail.is_terminal
+                after_success(entry, self._policy, terminal=terminal)
+                self.health.observed(key, at=at, status=detail.status, terminal=terminal)
                 self._waits.observe(key, detail)
+                if terminal and key in self.unsettled:  # a checkpoint's terminal status, listed
+                    self.unsettled.discard(key)
+                    newly_settled = True
             elif entry.poll is None:
                 if seen is Listed.FIRST:
                     self._apply(entry, detail)
@@ -303,6 +308,8 @@ class Tracker:
                 shown = entry.listed_later or entry.listed
                 if not shown or shown[-1].status != detail.status:
                     entry.listed_later = (*entry.listed_later, detail)
+        if newly_settled:
+            self.on_settled()
 
     def look_up(self, instance_id: str) -> None:
         """Poll one id by detail now, unless a poll of it is in flight (or it is not watched)."""

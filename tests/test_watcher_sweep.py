@@ -273,6 +273,25 @@ async def test_a_checkpoint_resumes_in_list_mode(ft: FakeTime, tmp_path: Any) ->
     assert summary(await changes_within(second, ft, 5)) == [("a", W, R, 2)]
 
 
+@pytest.mark.parametrize("options", [{"sweep": "list"}, {"watch_all": True}], ids=str)
+async def test_a_watch_resumed_on_ended_instances_ends_once_the_list_shows_them_still_ended(
+    ft: FakeTime, tmp_path: Any, options: dict[str, Any]
+) -> None:
+    path = tmp_path / "c.json"
+    client = FakeListClient(ft, {"a": C, "b": C})
+    ids = [] if "watch_all" in options else ["a", "b"]
+    first = make(client, ids, checkpoint=path, stop_when_all_terminal=True, **options)
+    await ft.run_until(asyncio.create_task(first.run()))
+    # Resumed from the checkpoint: the list shows the statuses saved, so nothing is new.
+    second = make(client, ids, checkpoint=path, stop_when_all_terminal=True, **options)
+    seen: list[StatusChange] = []
+    second.on_change(seen.append)
+    run = asyncio.create_task(second.run())
+    await ft.advance(5)
+    assert run.done() and seen == [] and client.calls == []
+    await run
+
+
 async def test_watch_all_keeps_an_id_removed_by_hand_unwatched_until_it_is_added(
     ft: FakeTime,
 ) -> None:
