@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from aiocontainer import _json
 from aiocontainer._convert import structure
-from aiocontainer._options import require
+from aiocontainer._options import require, sendable
 from aiocontainer._paging import DetailCache, ListPage, read_total
 from aiocontainer._tokens import mentions, redact, unchained
 from aiocontainer.errors import (
@@ -383,8 +383,8 @@ def list_filters(
             raise ValueError("names must be a list of instance names, not a single string")
         listed = list(names)
         require(
-            all(isinstance(name, str) and name for name in listed),
-            "every name must be a non-empty string",
+            all(isinstance(name, str) and name and sendable(name) for name in listed),
+            "every name must be a non-empty string of whole characters (no lone surrogate)",
         )
         pairs.extend(("instanceServiceName", name) for name in listed)
     return tuple(pairs)

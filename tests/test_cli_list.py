@@ -8,7 +8,7 @@ import pytest
 
 from aiocontainer.simulator import Simulator
 from tests.cli_inprocess import InProcessCli
-from tests.conftest import Cli
+from tests.conftest import Cli, requests
 
 
 @pytest.fixture
@@ -74,8 +74,17 @@ async def test_list_bad_entry_is_reported_after_the_good_ones_with_exit_4(
     assert f"offset 0, entry {len(printed)}" in result.err
 
 
-async def test_list_bad_options_are_usage_errors(cli: Cli) -> None:
-    for args in (["--status", "Sleeping"], ["--task-type", "vnc"], ["--page-size", "0"]):
+async def test_list_bad_options_are_usage_errors(cli: Cli, sim: Simulator) -> None:
+    bad = (
+        ["--status", "Sleeping"],
+        ["--task-type", "vnc"],
+        ["--page-size", "0"],
+        ["--name", ""],
+        ["--name", "\udcff"],  # a byte that is not UTF-8 on the command line
+    )
+    for args in bad:
         result = await cli.run("list", *args)
         assert result.code == 2, result
         assert result.out == ""
+        assert "error: argument" in result.err and "Traceback" not in result.err
+    assert requests(sim) == 0

@@ -169,6 +169,8 @@ BAD_FILTERS: list[dict[str, Any]] = [
     {"task_type": "vnc"},
     {"names": "one-name"},
     {"names": [None]},
+    {"names": ["\ud800"]},  # a lone surrogate would not reach the server as itself
+    {"names": ["fine", "half a pair \udcff"]},
 ]
 
 

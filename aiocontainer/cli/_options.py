@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from aiocontainer._options import sendable
 from aiocontainer.models import InstanceStatus
 
 #: The documented statuses in lifecycle order, as the command line offers and suggests them.
@@ -43,6 +44,14 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise _refuse(text, "at least 1")
     return value
+
+
+def instance_name(text: str) -> str:
+    """A name to filter on: not empty, and text that can be sent (bytes that are not UTF-8 on a
+    command line arrive as lone surrogates, which would reach the server as something else)."""
+    if not text or not sendable(text):
+        raise _refuse(text, "a non-empty name in UTF-8")
+    return text
 
 
 def fraction(text: str) -> float:

@@ -14,7 +14,7 @@ from aiocontainer._protocol import TASK_TYPES
 from aiocontainer.cli import _output
 from aiocontainer.cli._config import base_url_of
 from aiocontainer.cli._exits import EXIT_API, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from aiocontainer.cli._options import DOCUMENTED_STATUSES, positive_int
+from aiocontainer.cli._options import DOCUMENTED_STATUSES, instance_name, positive_int
 from aiocontainer.cli._run import run_with_client
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ def register(commands: Commands) -> None:
         "--name",
         action="append",
         dest="names",
+        type=instance_name,
         metavar="NAME",
         help="only the instance with this name (repeat for several)",
     )
