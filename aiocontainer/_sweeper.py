@@ -155,7 +155,7 @@ class Sweeper:
         sweep = SweepPass(page_size=PAGE_SIZE)
         self._tracker.health.counters.sweeps += 1
         spacing = self._policy.interval / self._expected_pages()
-        first = self.passes == 0
+        first = self.pages is None  # until one pass listed all: what is found was there before
         slot = failures = 0
         cache = self._tracker.cache  # the polls' too: a page or entry unchanged is not read again
         while (request := sweep.next_request()) is not None:

@@ -223,6 +223,17 @@ async def test_watch_all_waits_for_a_pass_not_cut_short_before_it_is_all_termina
     assert watcher.ids == ("a", "b")
 
 
+async def test_watch_all_counts_what_a_cut_short_first_pass_missed_as_found_first(
+    ft: FakeTime,
+) -> None:
+    client = FakeListClient(ft, {"a": R, "b": R}, page_cap=1)
+    client.list_script.extend(["", *[TransportError("reset")] * (PAGE_RETRIES + 1)])
+    watcher = make(client, watch_all=True, emit_initial=False)
+    # The first pass lists a only; b, there from the start, comes in the next (whole) one.
+    assert await changes_within(watcher, ft, 25) == []
+    assert watcher.ids == ("a", "b")
+
+
 async def test_watch_all_of_an_empty_account_ends_after_its_first_pass(ft: FakeTime) -> None:
     client = FakeListClient(ft, {})
     watcher = make(client, watch_all=True, stop_when_all_terminal=True)
