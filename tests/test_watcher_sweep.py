@@ -37,6 +37,11 @@ def account(size: int, status: str = R) -> dict[str, Any]:
     return {f"i{n:04d}": status for n in range(size)}
 
 
+def cut_first_pass_after_one_page(client: FakeListClient) -> None:
+    """The second page fails on its first try and on every retry: the first pass is cut short."""
+    client.list_script.extend(["", *[TransportError("reset")] * (PAGE_RETRIES + 1)])
+
+
 async def test_a_pass_per_interval_with_its_pages_spread_and_no_detail_when_nothing_moves(
     ft: FakeTime,
 ) -> None:
@@ -206,8 +211,7 @@ async def test_watch_all_waits_for_a_pass_not_cut_short_before_it_is_all_termina
     ft: FakeTime,
 ) -> None:
     client = FakeListClient(ft, {"a": R, "b": C}, page_cap=1)
-    # The second page fails on its first try and on every retry: the first pass is cut short.
-    client.list_script.extend(["", *[TransportError("reset")] * (PAGE_RETRIES + 1)])
+    cut_first_pass_after_one_page(client)
     watcher = make(client, watch_all=True, stop_when_all_terminal=True)
     seen: list[StatusChange] = []
     errors: list[Exception] = []
@@ -227,7 +231,7 @@ async def test_watch_all_counts_what_a_cut_short_first_pass_missed_as_found_firs
     ft: FakeTime,
 ) -> None:
     client = FakeListClient(ft, {"a": R, "b": R}, page_cap=1)
-    client.list_script.extend(["", *[TransportError("reset")] * (PAGE_RETRIES + 1)])
+    cut_first_pass_after_one_page(client)
     watcher = make(client, watch_all=True, emit_initial=False)
     # The first pass lists a only; b, there from the start, comes in the next (whole) one.
     assert await changes_within(watcher, ft, 25) == []
