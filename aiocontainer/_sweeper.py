@@ -188,15 +188,13 @@ class Sweeper:
                     sweep.handled(instance_id)
                     self._tracker.look_up(instance_id)
         self.passes += 1
-        complete = not sweep.cut_short
-        if complete:
+        for instance_id in sweep.unseen(list(self._tracker.entries)):
+            self._tracker.look_up(instance_id)
+        if not sweep.cut_short:  # the whole account was listed: with watch_all, known from now
             self.pages = sweep.pages
             self._listed = True
             cache.retain(sweep.seen)  # what the list no longer shows is let go
             self._tracker.excluded.intersection_update(sweep.seen)
-        for instance_id in sweep.unseen(list(self._tracker.entries)):
-            self._tracker.look_up(instance_id)
-        if complete:  # with watch_all, the account is known only from now on
             self._tracker.health.listed_all()
             self._tracker.on_settled()
 
